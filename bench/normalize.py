@@ -1,0 +1,169 @@
+"""Normalization throughput per source vs. a parse-only baseline, measured in the same run.
+
+    python bench/normalize.py [--connectors 100000] [--repeat 3]
+
+For each source a feed of raw payloads (bytes, as they sit on ``raw.<source>``) holding at
+least ``--connectors`` connectors is generated. Two loops run over the same bytes:
+
+* baseline: stdlib ``json.loads`` of each payload plus reading every field of every
+  connector (the least any consumer must do);
+* plugstream: ``normalize_bytes`` — size check, orjson parse, adapter, canonical records.
+
+Both report canonical connectors per second (best of ``--repeat``); the target is
+plugstream ≥ 50% of the baseline rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from streams.adapters import NormalizeContext, normalize_bytes
+
+RNG = random.Random(42)
+BASE = datetime(2026, 3, 1, tzinfo=UTC)
+RECORD_TIME = BASE + timedelta(days=1)
+
+
+def _iso(seconds: int) -> str:
+    return (BASE + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ocpi_feed(n_evses: int) -> tuple[list[bytes], int]:
+    statuses = ["AVAILABLE", "CHARGING", "OUTOFORDER", "RESERVED", "UNKNOWN"]
+    docs = []
+    for i in range(n_evses):
+        docs.append({
+            "country_code": "NL", "party_id": "BEN", "uid": f"E{i}", "evse_id": f"NL*BEN*E{i}",
+            "status": RNG.choice(statuses), "last_updated": _iso(i),
+            "coordinates": {"latitude": "52.09", "longitude": "5.12"},
+            "connectors": [
+                {"id": str(c), "standard": "IEC_62196_T2", "format": "SOCKET", "power_type": "AC_3_PHASE",
+                 "max_voltage": 230, "max_amperage": 32, "max_electric_power": 22000, "last_updated": _iso(i)}
+                for c in (1, 2)
+            ],
+        })
+    return [json.dumps(d).encode() for d in docs], 2 * n_evses
+
+
+def ocm_feed(n_pois: int) -> tuple[list[bytes], int]:
+    docs = []
+    for i in range(n_pois):
+        docs.append({
+            "ID": 100000 + i, "UUID": f"U{i}", "StatusTypeID": 50, "DateLastStatusUpdate": _iso(i),
+            "AddressInfo": {"Title": "Car park", "Town": "Leeds", "Latitude": 53.8, "Longitude": -1.5},
+            "Connections": [
+                {"ID": 10 * i + c, "ConnectionTypeID": 33, "StatusTypeID": RNG.choice([10, 20, 50]),
+                 "Amps": 125, "Voltage": 400, "PowerKW": 50, "CurrentTypeID": 30, "Quantity": 1}
+                for c in (1, 2)
+            ],
+        })
+    return [json.dumps(d).encode() for d in docs], 2 * n_pois
+
+
+def here_feed(n_stations: int) -> tuple[list[bytes], int]:
+    docs = []
+    for i in range(n_stations):
+        docs.append({
+            "id": f"st{i}", "lastUpdateTimestamp": _iso(i), "position": {"latitude": 52.5, "longitude": 13.4},
+            "connectors": {"connector": [{
+                "connectorType": {"id": "31"}, "maxPowerLevel": 22.08, "customerChargeLevel": "3",
+                "fixedCable": False,
+                "chargingPoint": {"numberOfConnectors": 2, "voltsRange": "380-480V AC", "phases": 3,
+                                  "ampsRange": "32A", "numberOfAvailable": 1, "numberOfInUse": 1,
+                                  "lastUpdateTimestamp": _iso(i)},
+            }]},
+        })
+    return [json.dumps(d).encode() for d in docs], 2 * n_stations
+
+
+def edrv_feed(n_stations: int) -> tuple[list[bytes], int]:
+    docs = []
+    for i in range(n_stations):
+        docs.append({
+            "_id": f"cs{i}", "protocol": "ocpp1.6", "online": True, "updatedAt": _iso(i),
+            "coordinates": [4.86, 52.33],
+            "connectors": [
+                {"_id": f"c{i}-{c}", "ocppId": c, "active": True, "status": RNG.choice(["Available", "Charging"]),
+                 "type": "Type2", "format": "Socket", "power_type": "AC_3_PHASE", "power": 11.0,
+                 "updatedAt": _iso(i)}
+                for c in (1, 2)
+            ],
+        })
+    return [json.dumps(d).encode() for d in docs], 2 * n_stations
+
+
+def _touch(value: Any) -> int:
+    """Read every leaf of a connector-sized structure (the baseline's 'touching')."""
+    if isinstance(value, dict):
+        return sum(_touch(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_touch(v) for v in value)
+    return 1
+
+
+CONNECTOR_LISTS: dict[str, Callable[[Any], Iterable[Any]]] = {
+    "ocpi": lambda d: d["connectors"],
+    "ocm": lambda d: d["Connections"],
+    "here": lambda d: d["connectors"]["connector"],
+    "edrv": lambda d: d["connectors"],
+}
+
+
+def baseline(source: str, payloads: list[bytes]) -> int:
+    touched = 0
+    get_connectors = CONNECTOR_LISTS[source]
+    for raw in payloads:
+        doc = json.loads(raw)
+        for connector in get_connectors(doc):
+            touched += _touch(connector)
+    return touched
+
+
+def plugstream(source: str, payloads: list[bytes]) -> int:
+    produced = 0
+    for raw in payloads:
+        produced += len(normalize_bytes(source, raw, NormalizeContext(record_time=RECORD_TIME)).records)
+    return produced
+
+
+def best_rate(fn: Callable[[str, list[bytes]], int], source: str, payloads: list[bytes], connectors: int,
+              repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(source, payloads)
+        best = min(best, time.perf_counter() - start)
+    return connectors / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connectors", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    feeds = {"ocpi": ocpi_feed, "ocm": ocm_feed, "here": here_feed, "edrv": edrv_feed}
+    print(f"{'source':<6} {'connectors':>10} {'baseline/s':>12} {'plugstream/s':>13} {'ratio':>6}  target >= 0.50")
+    worst = float("inf")
+    for source, make in feeds.items():
+        payloads, connectors = make(args.connectors // 2)
+        produced = plugstream(source, payloads)
+        assert produced == connectors, (source, produced, connectors)
+        base = best_rate(baseline, source, payloads, connectors, args.repeat)
+        ours = best_rate(plugstream, source, payloads, connectors, args.repeat)
+        worst = min(worst, ours / base)
+        print(f"{source:<6} {connectors:>10} {base:>12,.0f} {ours:>13,.0f} {ours / base:>6.2f}")
+    print(f"worst ratio {worst:.2f} ({'meets' if worst >= 0.5 else 'MISSES'} the 0.50 target)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,396 @@
+"""OCPI 2.2 / 2.2.1 (and OMNI vendor extensions) → canonical connector records.
+
+Accepted shapes on ``raw.ocpi``: a Locations response envelope ``{"data": [...]}``, a bare
+array, a Location with ``evses[]``, an EVSE object, or a PATCH body carrying ``uid`` /
+``evse_uid`` (optionally ``connector_id``). camelCase keys (``lastUpdated``, ``powerType``)
+seen in non-conforming feeds are read too.
+
+Decisions DESIGN.md left open (also listed in the README):
+- Status is EVSE-level in OCPI 2.2.x; a connector-level ``status`` (2.1-style feeds such as
+  zepto/otopriz) overrides it for that connector.
+- OMNI flags, connector-level over EVSE-level: ``is_published=false`` → REMOVED,
+  ``is_enabled=false`` → INOPERATIVE, ``online=false`` → UNKNOWN unless the status is
+  already REMOVED/PLANNED/INOPERATIVE/OUTOFORDER (offline says nothing about those).
+- ``max_electric_power`` is W per spec; a value below 1000 is taken as kW (real feeds send
+  ``22`` or ``80``). Without it, power is derived from voltage × amperage (× phases; √3 for
+  a three-phase line-to-line voltage above 300 V).
+- EVSE identity is ``ocpi:<country_code>:<party_id>:<uid>`` when the party is known, else
+  ``ocpi:<location id>:<uid>``, else ``ocpi:<uid>``: PATCH bodies must carry the same
+  ``country_code``/``party_id`` fields to land on the same EVSE.
+- An EVSE object with a ``connectors`` list is a full snapshot (connectors it no longer
+  lists are removed downstream); if any of its connectors is rejected the snapshot is
+  treated as partial, so a bad connector never causes a removal.
+- A body without ``connectors`` but with ``status`` is an EVSE-scope update; without
+  ``status`` it carries no status change and is skipped (``no_status``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..models import PowerType, Scope, Source, Status
+from ..values import (
+    MAX_AMPERAGE,
+    MAX_POWER_KW,
+    MAX_VOLTAGE,
+    Warnings,
+    clean_str,
+    coordinate_pair,
+    format_from_text,
+    norm_key,
+    positive,
+    power_type_from_text,
+    standard_from_text,
+    to_float,
+    to_int_in,
+)
+from .base import (
+    AttributeCache,
+    Attributes,
+    NormalizeContext,
+    NormalizeResult,
+    Place,
+    Rejection,
+    build_record,
+    list_field,
+    mark_snapshot,
+)
+
+#: DESIGN §3, column "ocpi / OMNI". Keys are ``norm_key`` forms.
+STATUS_TABLE: dict[str, Status] = {
+    "AVAILABLE": Status.AVAILABLE,
+    "BLOCKED": Status.BLOCKED,
+    "CHARGING": Status.CHARGING,
+    "PREPARING": Status.CHARGING,
+    "FINISHING": Status.CHARGING,
+    "INOPERATIVE": Status.INOPERATIVE,
+    "OUTOFORDER": Status.OUTOFORDER,
+    "PLANNED": Status.PLANNED,
+    "REMOVED": Status.REMOVED,
+    "RESERVED": Status.RESERVED,
+    "UNKNOWN": Status.UNKNOWN,
+}
+
+_OFFLINE_KEEPS = frozenset({Status.REMOVED, Status.PLANNED, Status.INOPERATIVE, Status.OUTOFORDER})
+_FLAG_KEYS = frozenset({"is_published", "is_enabled", "online"})
+#: Keys whose presence marks a camelCase (non-conforming) object, e.g. the voltrelli feed.
+_CAMEL_MARKERS = ("lastUpdated", "evseUid", "evseId", "powerType", "maxVoltage", "connectorId", "countryCode",
+                  "partyId", "isEnabled", "isPublished", "maxElectricPower")
+
+
+def _snake_key(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key).lstrip("_")
+
+
+def snake_case(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with camelCase keys renamed to OCPI's snake_case (only when it uses them).
+
+    Checking a few marker keys keeps the common, conforming case at a handful of lookups.
+    Keys that are already snake_case win over their camelCase twins.
+    """
+    for marker in _CAMEL_MARKERS:
+        if marker in obj:
+            renamed = {_snake_key(key): value for key, value in obj.items() if value is not None}
+            renamed.update((key, value) for key, value in obj.items() if value is not None and "_" in key)
+            return renamed
+    return obj
+
+
+def map_status(raw: Any, what: str) -> Status:
+    if not isinstance(raw, str):
+        raise Rejection("wrong_type", f"{what} status must be a string, got {type(raw).__name__}")
+    status = STATUS_TABLE.get(norm_key(raw))
+    if status is None:
+        raise Rejection("unknown_status", f"{what} status {raw[:40]!r} is not an OCPI status")
+    return status
+
+
+def apply_flags(status: Status, raw: str | None, flags: dict[str, Any]) -> tuple[Status, str | None]:
+    """OMNI vendor flags (``is_published``, ``is_enabled``, ``online``) refine the status."""
+    if flags.get("is_published") is False:
+        return Status.REMOVED, f"{raw} (is_published=false)"
+    if flags.get("is_enabled") is False and status is not Status.REMOVED:
+        return Status.INOPERATIVE, f"{raw} (is_enabled=false)"
+    if flags.get("online") is False and status not in _OFFLINE_KEEPS:
+        return Status.UNKNOWN, f"{raw} (online=false)"
+    return status, raw
+
+
+_NO_FLAGS: dict[str, bool] = {}
+
+
+def read_flags(obj: dict[str, Any], inherited: dict[str, bool] = _NO_FLAGS) -> dict[str, bool]:
+    """Boolean OMNI flags of ``obj`` layered over ``inherited`` (connector over EVSE)."""
+    if _FLAG_KEYS.isdisjoint(obj):
+        return inherited
+    flags = dict(inherited)
+    for name in _FLAG_KEYS:
+        value = obj.get(name)
+        if value.__class__ is bool:
+            flags[name] = value
+    return flags
+
+
+_PHASES = {PowerType.AC_1_PHASE: 1, PowerType.AC_2_PHASE: 2, PowerType.AC_2_PHASE_SPLIT: 2, PowerType.AC_3_PHASE: 3}
+
+
+def derive_power_kw(power_type: PowerType | None, volts: int | None, amps: int | None) -> float | None:
+    if volts is None or amps is None or power_type is None:
+        return None
+    if power_type is PowerType.DC:
+        watts = volts * amps
+    elif power_type is PowerType.AC_3_PHASE and volts > 300:
+        watts = volts * amps * 3**0.5
+    else:
+        watts = volts * amps * _PHASES[power_type]
+    return positive(round(watts / 1000, 3), MAX_POWER_KW)
+
+
+def parse_attributes(key: tuple[Any, ...], warnings: Warnings) -> Attributes:
+    raw_standard, raw_format, raw_power_type, raw_volts, raw_amps, raw_power = key
+    warn = warnings.check
+    power_type = warn("powerType", raw_power_type, power_type_from_text(raw_power_type))
+    volts = warn("voltage", raw_volts, to_int_in(raw_volts, MAX_VOLTAGE))
+    amps = warn("amperage", raw_amps, to_int_in(raw_amps, MAX_AMPERAGE))
+    power = to_float(raw_power)
+    if power is not None and power >= 1000:
+        power = power / 1000
+    power_kw = warn("maxPowerKw", raw_power, positive(power, MAX_POWER_KW))
+    if power_kw is None:
+        power_kw = derive_power_kw(power_type, volts, amps)
+    return Attributes(
+        standard=warn("standard", raw_standard, standard_from_text(raw_standard)),
+        format=warn("format", raw_format, format_from_text(raw_format)),
+        powerType=power_type,
+        maxPowerKw=power_kw,
+        voltage=volts,
+        amperage=amps,
+    )
+
+
+_ATTRIBUTES = AttributeCache(parse_attributes)
+
+
+def connector_attributes(conn: dict[str, Any], ctx: NormalizeContext) -> Attributes:
+    """Attributes of a snake_case connector; 2.1-style ``type``/``voltage``/``amperage`` too."""
+    get = conn.get
+    key = (
+        get("standard") or get("type"),
+        get("format"),
+        get("power_type"),
+        get("max_voltage") or get("voltage"),
+        get("max_amperage") or get("amperage"),
+        get("max_electric_power"),
+    )
+    return _ATTRIBUTES.get(key, ctx)
+
+
+def _coords(obj: dict[str, Any], ctx: NormalizeContext) -> tuple[float | None, float | None]:
+    coords = obj.get("coordinates")
+    if not isinstance(coords, dict):
+        return None, None
+    return coordinate_pair(coords.get("latitude"), coords.get("longitude"), ctx.warnings)
+
+
+def _score(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = to_float(value)
+    return number if number is not None and 0 <= number <= 100 else None
+
+
+_EMPTY: dict[str, Any] = {}
+
+
+class OcpiAdapter:
+    source: ClassVar[Source] = Source.ocpi
+
+    def normalize(self, document: Any, ctx: NormalizeContext) -> NormalizeResult:
+        result = NormalizeResult()
+        self._dispatch(document, ctx, result, "")
+        return result
+
+    def _dispatch(self, doc: Any, ctx: NormalizeContext, result: NormalizeResult, path: str) -> None:
+        if isinstance(doc, list):
+            for index, item in enumerate(doc):
+                self._guarded(item, None, ctx, result, f"{path}[{index}]")
+            return
+        if not isinstance(doc, dict):
+            raise Rejection("not_an_object", f"expected an OCPI object, got {type(doc).__name__}")
+        if "data" in doc and not ("uid" in doc or "evses" in doc):
+            data = doc["data"]
+            if data is None:
+                result.skip("empty_envelope")
+                return
+            if not isinstance(data, list | dict):
+                raise Rejection("wrong_type", "envelope data must be a list or an object")
+            self._dispatch(data, ctx, result, f"{path}.data" if path else "data")
+            return
+        if "evses" in doc:
+            location = snake_case(doc)
+            evses = list_field(location, "evses", "Location evses")
+            if not evses:
+                result.skip("location_without_evses")
+                return
+            for index, evse in enumerate(evses):
+                self._guarded(evse, location, ctx, result, f"{path}.evses[{index}]".lstrip("."))
+            return
+        self._evse(doc, _EMPTY, ctx, result)
+
+    def _guarded(
+        self, item: Any, location: dict[str, Any] | None, ctx: NormalizeContext, result: NormalizeResult, path: str
+    ) -> None:
+        """Process one part of a multi-part document; its rejection is partial."""
+        try:
+            if location is None:
+                self._dispatch(item, ctx, result, path)
+            elif isinstance(item, dict):
+                self._evse(item, location, ctx, result)
+            else:
+                raise Rejection("not_an_object", f"EVSE must be an object, got {type(item).__name__}")
+        except Rejection as rejection:
+            result.rejections.append(rejection.at(path))
+
+    def _evse(self, evse: dict[str, Any], loc: dict[str, Any], ctx: NormalizeContext, result: NormalizeResult) -> None:
+        evse = snake_case(evse)
+        get = evse.get
+        raw_uid = get("uid")
+        if raw_uid is None:
+            raw_uid = get("evse_uid")
+        uid = clean_str(raw_uid)
+        if uid is None:
+            if raw_uid is not None:
+                raise Rejection("invalid_id", "EVSE uid must be a non-empty string or number")
+            raise Rejection("missing_id", "no EVSE uid (uid / evse_uid) in OCPI object")
+        country = clean_str(get("country_code") or loc.get("country_code"))
+        party = clean_str(get("party_id") or loc.get("party_id"))
+        location_id = clean_str(get("location_id") or loc.get("id"))
+        party_prefix = f"{country}:{party}" if country and party else (party or "")
+        if party_prefix:
+            evse_uid = f"ocpi:{party_prefix}:{uid}"
+        elif location_id:
+            evse_uid = f"ocpi:{location_id}:{uid}"
+        else:
+            evse_uid = f"ocpi:{uid}"
+        lat, lon = _coords(evse, ctx)
+        if lat is None and loc:
+            lat, lon = _coords(loc, ctx)
+        operator = loc.get("operator")
+        if location_id:
+            location_uid = f"ocpi:{party_prefix}:{location_id}" if party_prefix else f"ocpi:{location_id}"
+        else:
+            location_uid = None
+        place = Place(
+            locationId=location_uid,
+            evseDisplayId=clean_str(get("evse_id")),
+            latitude=lat,
+            longitude=lon,
+            locationName=clean_str(loc.get("name")),
+            operatorName=clean_str(operator.get("name")) if isinstance(operator, dict) else None,
+            city=clean_str(loc.get("city")),
+            countryCode=clean_str(country or loc.get("country")),
+        )
+        raw_status = get("status")
+        evse_status = None if raw_status is None else map_status(raw_status, "EVSE")
+        evse_flags = read_flags(evse)
+        evse_time = get("last_updated")
+        extras = {
+            "reliability": _score(get("reliability")),
+            "uptime": _score(get("uptime")),
+            "privilege_status": clean_str(get("privilege_status")),
+        }
+        connectors = list_field(evse, "connectors", "EVSE connectors")
+        ids = (evse_uid, party_prefix, place, extras)
+
+        if connectors is None and get("connector_id") is not None:
+            # a connector-level PATCH: {"evse_uid", "connector_id", "status", ...}
+            if raw_status is None:
+                result.skip("no_status")
+                return
+            body = {**evse, "id": get("connector_id"), "uid": None}
+            result.records.append(self._connector(body, ids, None, None, _NO_FLAGS, None, ctx))
+            return
+        if not connectors:
+            if connectors is None and raw_status is None:
+                result.skip("no_status")
+                return
+            if evse_status is None:
+                raise Rejection("missing_status", f"EVSE {uid!r} has no status")
+            status, shown = apply_flags(evse_status, raw_status.strip(), evse_flags)
+            record = build_record(
+                source=Source.ocpi,
+                connector_uid=f"{evse_uid}#*",
+                evse_uid=evse_uid,
+                connector_id=None,
+                status=status,
+                raw_status=shown,
+                live=True,
+                attributes=Attributes(),
+                place=place,
+                time_candidates=(evse_time,),
+                ctx=ctx,
+                scope=Scope.EVSE,
+                **extras,
+            )
+            if connectors is not None:  # a full snapshot that lists no connector
+                record.__dict__["snapshotConnectorUids"] = []
+            result.records.append(record)
+            return
+
+        records = []
+        complete = True
+        for index, conn in enumerate(connectors):
+            try:
+                records.append(self._connector(conn, ids, evse_status, raw_status, evse_flags, evse_time, ctx))
+            except Rejection as rejection:
+                complete = False
+                result.rejections.append(rejection.at(f"connectors[{index}]"))
+        if complete:
+            mark_snapshot(records, evse_uid)
+        result.records.extend(records)
+
+    def _connector(
+        self,
+        conn: Any,
+        ids: tuple[str, str, Place, dict[str, Any]],
+        evse_status: Status | None,
+        evse_raw_status: Any,
+        evse_flags: dict[str, bool],
+        evse_time: Any,
+        ctx: NormalizeContext,
+    ) -> Any:
+        if not isinstance(conn, dict):
+            raise Rejection("not_an_object", f"connector must be an object, got {type(conn).__name__}")
+        evse_uid, party_prefix, place, extras = ids
+        conn = snake_case(conn)
+        get = conn.get
+        connector_id = clean_str(get("id") or get("connector_id"))
+        own_uid = clean_str(get("uid"))
+        if own_uid:
+            connector_uid = f"ocpi:{party_prefix}:{own_uid}" if party_prefix else f"ocpi:{own_uid}"
+        elif connector_id:
+            connector_uid = f"{evse_uid}#{connector_id}"
+        else:
+            raise Rejection("missing_id", "connector has neither uid nor id")
+        raw_status = get("status")
+        if raw_status is not None:
+            status = map_status(raw_status, "connector")
+        elif evse_status is not None:
+            status, raw_status = evse_status, evse_raw_status
+        else:
+            raise Rejection("missing_status", f"no status for connector {connector_uid!r}")
+        status, shown = apply_flags(status, raw_status.strip(), read_flags(conn, evse_flags))
+        return build_record(
+            source=Source.ocpi,
+            connector_uid=connector_uid,
+            evse_uid=evse_uid,
+            connector_id=connector_id or own_uid,
+            status=status,
+            raw_status=shown,
+            live=True,
+            attributes=connector_attributes(conn, ctx),
+            place=place,
+            time_candidates=(get("last_updated"), evse_time),
+            ctx=ctx,
+            **extras,
+        )

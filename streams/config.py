@@ -1,0 +1,48 @@
+"""Settings, read once at the edge from ``PLUGSTREAM_*`` environment variables.
+
+Nothing here runs at import time: call :func:`load_settings` from a command's entry point
+and pass the object down.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PLUGSTREAM_", extra="ignore")
+
+    broker: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), kafka://host:port[;host:port]")
+    app_id: str = Field("plugstream", description="Consumer group id and prefix of internal topics")
+    partitions: int = Field(4, ge=1, description="Partitions for every topic the app creates")
+    replication_factor: int = Field(1, ge=1)
+    max_payload_bytes: int = Field(1_048_576, ge=1024, description="Raw payloads above this go to the DLQ unparsed")
+    clock_skew_seconds: float = Field(300.0, ge=0, description="How far past the record timestamp a source time may be")
+    staleness_seconds: float = Field(
+        1800.0, gt=0, description="An EVSE with nothing seen for this long (stream time) is stale"
+    )
+    window_seconds: float = Field(300.0, gt=0, description="Tumbling window size for evse-availability-windowed")
+    window_grace_seconds: float = Field(
+        0.0, ge=0, description="How long after a window's end late records are still folded in"
+    )
+    window_retention_seconds: float = Field(86_400.0, gt=0)
+    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
+    data_dir: str = Field("./plugstream-data", description="Worker state directory (RocksDB tables)")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    api_token: SecretStr | None = Field(None, description="Bearer token required by the HTTP API when set")
+    schema_registry_url: str | None = Field(None, description="Confluent schema registry; enables wire format")
+    exact_recovery: bool | None = Field(
+        None, description="One record per producer batch (Tansu end-offset quirk). Default: on for the embedded broker"
+    )
+
+    @property
+    def clock_skew(self) -> timedelta:
+        return timedelta(seconds=self.clock_skew_seconds)
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

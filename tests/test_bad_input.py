@@ -1,0 +1,94 @@
+import pytest
+
+from streams.adapters import Rejection, decode_payload
+
+from .helpers import run
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        (b"{not json", "malformed_json"),
+        (b'\xff\xfe{"a": 1}', "not_utf8"),
+        (b'{"status": "caf\xe9"}', "not_utf8"),
+        (b"", "malformed_json"),
+        (b"NaN", "malformed_json"),
+        (b"[" * 2000 + b"]" * 2000, "malformed_json"),  # nesting bomb
+    ],
+)
+def test_decode_rejections(raw: bytes, kind: str) -> None:
+    with pytest.raises(Rejection) as info:
+        decode_payload(raw)
+    assert info.value.kind == kind
+
+
+def test_size_limit_is_checked_before_parsing() -> None:
+    with pytest.raises(Rejection) as info:
+        decode_payload(b" " * 2048 + b"{}", max_bytes=1024)
+    assert info.value.kind == "oversized"
+    assert decode_payload(b"\xef\xbb\xbf{}") == {}  # BOM tolerated
+
+
+@pytest.mark.parametrize(
+    ("source", "doc", "kind"),
+    [
+        ("ocpi", "a string", "not_an_object"),
+        ("ocpi", {"uid": {"nested": 1}, "status": "AVAILABLE", "connectors": []}, "invalid_id"),
+        ("ocpi", {"uid": "1", "connectors": [{"id": "1"}]}, "missing_status"),
+        ("ocpi", {"uid": "1", "status": 7, "connectors": []}, "wrong_type"),
+        ("ocpi", {"uid": "1", "status": "AVAILABLE", "connectors": "many"}, "wrong_type"),
+        ("ocm", {"ID": "abc", "Connections": []}, "invalid_id"),
+        ("ocm", {"Connections": []}, "missing_id"),
+        ("ocm", {"ID": 5, "Connections": [{"ID": 1, "StatusTypeID": "x"}]}, "wrong_type"),
+        ("here", {"connectors": []}, "missing_id"),
+        ("here", {"id": "s", "connectors": [{"chargingPoint": {"numberOfConnectors": 10**9}}]}, "absurd_value"),
+        ("here", {"id": "s", "connectors": [{"connectorStatuses": [{"state": "DANCING"}]}]}, "unknown_status"),
+        ("edrv", {"_id": "c", "chargestation": "s"}, "missing_status"),
+        ("edrv", {"_id": "c", "chargestation": "s", "status": ["Available"]}, "wrong_type"),
+        ("edrv", 42, "not_an_object"),
+    ],
+)
+def test_each_bad_shape_has_a_clear_kind(source: str, doc: object, kind: str) -> None:
+    assert run(source, [doc]).kinds() == [kind]
+
+
+def test_absurd_secondary_numbers_become_null_and_count() -> None:
+    doc = {
+        "uid": "1",
+        "status": "AVAILABLE",
+        "coordinates": {"latitude": 400, "longitude": 3},
+        "connectors": [
+            {
+                "id": "1",
+                "max_voltage": 10**9,
+                "max_amperage": -5,
+                "max_electric_power": 1e20,
+                "power_type": "plasma",
+                "standard": "warp",
+            }
+        ],
+    }
+    out = run("ocpi", [doc])
+    rec = out.records["ocpi:1#1"]
+    assert (rec.voltage, rec.amperage, rec.maxPowerKw, rec.powerType, rec.standard, rec.latitude) == (None,) * 6
+    assert out.warnings == {
+        "coordinates": 1,
+        "voltage": 1,
+        "amperage": 1,
+        "maxPowerKw": 1,
+        "powerType": 1,
+        "standard": 1,
+    }
+
+
+def test_attribute_cache_keeps_booleans_apart_from_numbers_and_replays_warnings() -> None:
+    """True == 1 in Python: a cached spec with voltage 1 must not answer for voltage True."""
+    docs = [
+        {"uid": "a", "status": "AVAILABLE", "connectors": [{"id": "1", "max_voltage": 1, "max_amperage": 1}]},
+        {"uid": "b", "status": "AVAILABLE", "connectors": [{"id": "1", "max_voltage": True, "max_amperage": 1}]},
+        {"uid": "c", "status": "AVAILABLE", "connectors": [{"id": "1", "max_voltage": True, "max_amperage": 1}]},
+    ]
+    out = run("ocpi", docs)
+    assert out.records["ocpi:a#1"].voltage == 1
+    assert out.records["ocpi:b#1"].voltage is None and out.records["ocpi:c#1"].voltage is None
+    assert out.warnings == {"voltage": 2}  # the cache hit for "c" replays the warning

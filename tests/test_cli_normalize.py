@@ -1,0 +1,66 @@
+import orjson
+from click.testing import CliRunner
+
+from streams.cli import main
+
+from .helpers import FIXTURES
+
+
+def _invoke(*args: str, input: bytes | None = None):
+    result = CliRunner().invoke(main, ["normalize", *args], input=input)
+    out = [orjson.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    err = [orjson.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    return result.exit_code, out, err
+
+
+def test_file_to_json_lines_with_avro_field_names() -> None:
+    code, out, err = _invoke(
+        "--source", "ocpi", "--record-time", "2026-03-01T12:00:00Z", str(FIXTURES / "ocpi_location_messy.json")
+    )
+    assert code == 0
+    assert len(out) == 5
+    first = out[0]
+    assert first["connectorUid"] == "ocpi:NL:PLG:E1#1" and first["status"] == "CHARGING"
+    assert first["eventTime"] == "2026-03-01T09:29:00.000Z"
+    assert first["recordTime"] == "2026-03-01T12:00:00.000Z"
+    assert {"evseUid", "rawStatus", "maxPowerKw", "eventTimeSource", "live"} <= set(first)
+    assert err == [{"index": 0, "kind": "unknown_status", "message": err[0]["message"], "path": "data[0].evses[3]"}]
+
+
+def test_stdin_json_lines_and_per_document_errors() -> None:
+    body = (
+        b'{"_id":"c1","chargestation":"s1","status":"Available","updatedAt":"2026-03-01T10:00:00Z"}\n'
+        b"garbage\n"
+        b'{"_id":"c2","status":"Available"}\n'
+    )
+    code, out, err = _invoke("-s", "edrv", "--record-time", "1772366400000", "-", input=body)
+    assert code == 0
+    assert [r["connectorUid"] for r in out] == ["edrv:c1"]
+    assert [(e["index"], e["kind"]) for e in err] == [(1, "malformed_json"), (2, "missing_id")]
+
+
+def test_json_array_of_documents() -> None:
+    body = orjson.dumps([{"ID": 1, "Connections": [{"ID": 2, "StatusTypeID": 20}]}, {"ID": 3}])
+    code, out, _err = _invoke("-s", "ocm", "-", input=body)
+    assert code == 0 and [r["status"] for r in out] == ["CHARGING"]
+
+
+def test_pretty_printed_broken_document_is_one_error() -> None:
+    code, out, err = _invoke("-s", "ocpi", "-", input=b'{\n  "uid": "1",\n  "status": \n}\n')
+    assert code == 0 and out == [] and [e["kind"] for e in err] == ["malformed_json"]
+
+
+def test_unknown_source_lists_valid_names() -> None:
+    result = CliRunner().invoke(main, ["normalize", "--source", "tesla", "-"], input=b"{}")
+    assert result.exit_code == 2
+    assert "valid sources: edrv, here, ocm, ocpi" in result.output
+
+
+def test_unreadable_file_is_an_error() -> None:
+    result = CliRunner().invoke(main, ["normalize", "--source", "ocpi", "/nonexistent.json"])
+    assert result.exit_code == 2
+
+
+def test_stats_summary() -> None:
+    _code, _out, err = _invoke("-s", "here", "--stats", str(FIXTURES / "here_stations.json"))
+    assert err[-1]["summary"] == {"documents": 1, "records": 8, "rejected": 1, "skipped": 0}
