@@ -163,3 +163,111 @@ class ConnectorStatus(BaseModel):
     uptime: float | None = None
     privilegeStatus: str | None = None
     snapshotConnectorUids: list[str] | None = None
+
+
+class ChangeKind(StrEnum):
+    NEW = "NEW"
+    STATUS = "STATUS"
+    ATTRIBUTES = "ATTRIBUTES"
+    REMOVED_BY_SNAPSHOT = "REMOVED_BY_SNAPSHOT"
+
+
+class ConnectorChange(BaseModel):
+    """A real change after dedupe (Avro ``ConnectorChange``, topic ``connector-changes``)."""
+
+    connectorUid: str
+    evseUid: str
+    source: Source
+    changeKind: ChangeKind
+    status: Status
+    previousStatus: Status | None = None
+    rawStatus: str | None = None
+    connectorId: str | None = None
+    live: bool
+    standard: ConnectorStandard | None = None
+    format: ConnectorFormat | None = None
+    powerType: PowerType | None = None
+    maxPowerKw: float | None = None
+    voltage: int | None = None
+    amperage: int | None = None
+    powerClass: int | None = None
+    eventTime: datetime
+    previousEventTime: datetime | None = None
+    recordTime: datetime
+
+
+class CountPair(BaseModel):
+    total: int
+    available: int
+
+
+class ConnectorSummary(BaseModel):
+    connectorUid: str
+    connectorId: str | None = None
+    status: Status
+    rawStatus: str | None = None
+    live: bool
+    standard: ConnectorStandard | None = None
+    powerClass: int | None = None
+    maxPowerKw: float | None = None
+    lastChangeTimestamp: datetime
+    lastSeenTimestamp: datetime
+
+
+class EvseAvailability(BaseModel):
+    """Latest availability of one EVSE (Avro ``EvseAvailability``, topic ``evse-availability``)."""
+
+    evseUid: str
+    source: Source
+    locationId: str | None = None
+    evseDisplayId: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    locationName: str | None = None
+    operatorName: str | None = None
+    city: str | None = None
+    countryCode: str | None = None
+    statusCounts: dict[str, int]
+    connectorsTotal: int
+    available: int
+    byStandard: dict[str, CountPair]
+    byPowerClass: dict[str, CountPair]
+    maxAvailablePowerKw: float | None = None
+    lastUpdateTimestamp: datetime | None = None
+    lastSeenTimestamp: datetime | None = None
+    stale: bool
+    streamTime: datetime | None = None
+    connectors: list[ConnectorSummary]
+
+
+class EvseAvailabilityWindow(BaseModel):
+    """One closed window (Avro ``EvseAvailabilityWindow``, topic ``evse-availability-windowed``)."""
+
+    evseUid: str
+    source: Source
+    windowStart: datetime
+    windowEnd: datetime
+    statusCounts: dict[str, int]
+    connectorsTotal: int
+    available: int
+    minAvailable: int
+    maxAvailable: int
+    changes: int
+    lastUpdateTimestamp: datetime | None = None
+    availableShare: float | None = None
+
+
+class DeadLetter(BaseModel):
+    """A rejected raw record or part of one (Avro ``DeadLetter``, topic ``plugstream.dlq``)."""
+
+    source: str | None = None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime | None = None
+    key: bytes | None = None
+    payload: bytes
+    errorKind: str
+    errorMessage: str
+    path: str | None = None
+    stage: str

@@ -28,7 +28,12 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+NAMED: dict[str, Any] = {}
+
+
 def assert_type_agrees(where: str, annotation: Any, avro_type: Any) -> None:
+    if isinstance(avro_type, str) and avro_type in NAMED:  # a second use of a named type
+        avro_type = NAMED[avro_type]
     if isinstance(avro_type, dict) and avro_type.get("logicalType") == "timestamp-millis":
         assert annotation is datetime, f"{where}: timestamp-millis needs datetime, not {annotation}"
         return
@@ -63,6 +68,7 @@ def assert_type_agrees(where: str, annotation: Any, avro_type: Any) -> None:
 
 
 def assert_model_agrees(model: type[BaseModel], record_schema: dict[str, Any]) -> None:
+    NAMED.update(record_schema.get("__named_schemas", {}))
     avro_fields = [f["name"] for f in record_schema["fields"]]
     model_fields = list(model.model_fields)
     assert avro_fields == model_fields, f"{model.__name__}: field names/order differ"

@@ -9,12 +9,24 @@ import pytest
 from fastavro.validation import validate
 
 from streams import avro
-from streams.models import ConnectorStatus
+from streams.models import (
+    ConnectorChange,
+    ConnectorStatus,
+    DeadLetter,
+    EvseAvailability,
+    EvseAvailabilityWindow,
+)
 
 from .helpers import run_fixture
 from .schema_check import assert_model_agrees
 
-TOP_LEVEL = {"ConnectorStatus": ConnectorStatus}
+TOP_LEVEL = {
+    "ConnectorStatus": ConnectorStatus,
+    "ConnectorChange": ConnectorChange,
+    "EvseAvailability": EvseAvailability,
+    "EvseAvailabilityWindow": EvseAvailabilityWindow,
+    "DeadLetter": DeadLetter,
+}
 
 
 def test_every_avsc_parses_standalone_or_via_its_references() -> None:

