@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
@@ -148,6 +149,211 @@ def normalize(
     if stats:
         _write_jsonl(err, {"summary": counts, "warnings": warnings})
     err.flush()
+
+
+# --- pipeline commands -----------------------------------------------------------------------
+
+
+def _settings(**overrides: Any) -> Any:
+    from .config import load_settings
+
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _run_until_signal(coro_factory: Any) -> None:
+    """Run an async main; Ctrl-C / SIGTERM cancel it cleanly."""
+    import asyncio
+    import signal
+
+    async def runner() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+        try:
+            await coro_factory()
+        except asyncio.CancelledError:
+            click.echo("stopping…", err=True)
+
+    asyncio.run(runner())
+
+
+@main.command()
+@click.option("--port", type=int, default=0, help="Port on 127.0.0.1 (default: a free one).")
+def broker(port: int) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu) and print its bootstrap address."""
+    import asyncio
+
+    from .broker import EmbeddedBroker
+
+    async def serve() -> None:
+        with EmbeddedBroker(port=port) as embedded:
+            click.echo(f"embedded broker ready: {embedded.url}  (PLUGSTREAM_BROKER={embedded.url})")
+            click.echo(f"log: {embedded.log_path}; Ctrl-C to stop", err=True)
+            while embedded.process is not None and embedded.process.poll() is None:
+                await asyncio.sleep(0.5)
+
+    _run_until_signal(serve)
+
+
+async def _worker(settings: Any, bootstrap: str, group: bool, web_port: int | None, extra: Any = None) -> None:
+    import asyncio
+
+    from .runner import LocalPipeline
+    from .web import build_app, serve
+
+    pipeline = LocalPipeline(settings, bootstrap, group=group)
+    await pipeline.start()
+    runner = None
+    try:
+        if web_port is not None:
+            token = settings.api_token.get_secret_value() if settings.api_token else None
+            runner = await serve(build_app(pipeline, token), settings.web_host, web_port)
+            click.echo(f"dashboard: http://{settings.web_host}:{web_port}/", err=True)
+        tasks = list(pipeline.tasks) + ([asyncio.create_task(extra)] if extra is not None else [])
+        last = None
+        while True:
+            done = [t for t in tasks if t.done()]
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            stats = pipeline.stats()
+            line = (f"raw {stats['rawRecords']} · accepted {stats['accepted']} · duplicates {stats['duplicates']}"
+                    f" · stale {stats['stale']} · rejected {stats['rejected']} · late {stats['late']}")
+            if line != last:
+                click.echo(line, err=True)
+                last = line
+            await asyncio.sleep(2)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await pipeline.stop()
+
+
+@main.command()
+@click.option("--broker", "broker_url", default=None, help="Kafka URL (default: $PLUGSTREAM_BROKER).")
+@click.option("--web-port", type=int, default=None, help="HTTP port (default: $PLUGSTREAM_WEB_PORT or 6066).")
+@click.option("--without-web", is_flag=True, help="Do not serve HTTP.")
+def worker(broker_url: str | None, web_port: int | None, without_web: bool) -> None:
+    """A worker against any Kafka: both stages in one consumer group, plus the HTTP API."""
+    from .engine import bootstrap_of
+
+    settings = _settings(broker=broker_url)
+    port = None if without_web else (web_port or settings.web_port)
+    _run_until_signal(lambda: _worker(settings, bootstrap_of(settings.broker), True, port))
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--broker", "broker_url", default=None, help="Kafka URL (default: $PLUGSTREAM_BROKER).")
+@click.option("--speed", type=float, default=None, help="Replay at X times the original pace.")
+@click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing (the default).")
+@click.option("--embedded", is_flag=True, help="Run the whole pipeline on a fresh embedded broker.")
+@click.option("--dump", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --embedded: write the final tables here as JSON and exit.")
+@click.option("--partitions", type=int, default=None, help="Partitions per topic (default: $PLUGSTREAM_PARTITIONS).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def replay(logs: tuple[Path, ...], broker_url: str | None, speed: float | None, fast: bool, embedded: bool,
+           dump: Path | None, partitions: int | None, no_progress: bool) -> None:
+    """Publish historical logs (JSON Lines or Avro container files) into the raw topics."""
+    import asyncio
+
+    from .engine import bootstrap_of
+    from .runner import embedded_dump, publish
+
+    if speed is not None and (fast or speed <= 0):
+        raise click.UsageError("--speed takes a positive factor and excludes --as-fast-as-possible")
+    if dump is not None and not embedded:
+        raise click.UsageError("--dump needs --embedded (it runs the pipeline itself)")
+    settings = _settings(broker=broker_url, partitions=partitions)
+    if embedded:
+        result = asyncio.run(embedded_dump(list(logs), settings, progress=not no_progress))
+        if dump is not None:
+            dump.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+        stats = result["stats"]
+        click.echo(f"processed: {len(result['evses'])} EVSEs, {len(result['windows'])} windows, "
+                   f"accepted {stats['accepted']}, duplicates {stats['duplicates']}, stale {stats['stale']}, "
+                   f"skipped {stats['skipped']}, rejected {stats['rejected']}, late {stats['late']}"
+                   + (f" → {dump}" if dump else ""), err=True)
+        return
+    report = asyncio.run(publish(bootstrap_of(settings.broker), list(logs), settings.partitions, speed,
+                                 progress=not no_progress))
+    click.echo(f"published {report.published} records, {report.dead_letters} unreadable → plugstream.dlq", err=True)
+
+
+@main.command()
+@click.option("--broker", "broker_url", default=None, help="Kafka URL (default: $PLUGSTREAM_BROKER).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def snapshot(broker_url: str | None, out: Path) -> None:
+    """Rebuild the per-EVSE view from the evse-availability topic, as a downstream consumer would."""
+    import asyncio
+
+    from .engine import bootstrap_of
+    from .runner import snapshot as take
+
+    settings = _settings(broker=broker_url)
+    result = asyncio.run(take(bootstrap_of(settings.broker)))
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    click.echo(f"{len(result['evses'])} EVSEs → {out}", err=True)
+
+
+@main.command()
+@click.option("--broker", "broker_url", default=None, help="Kafka URL (default: $PLUGSTREAM_BROKER).")
+@click.option("--evses", type=int, default=200, show_default=True, help="Simulated EVSEs (all four formats).")
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Records per second.")
+@click.option("--duration", type=float, default=None, help="Seconds to run (default: until Ctrl-C).")
+@click.option("--seed", type=int, default=7, show_default=True)
+def simulate(broker_url: str | None, evses: int, rate: float, duration: float | None, seed: int) -> None:
+    """Publish a simulated live feed into the raw topics."""
+    from .engine import bootstrap_of
+    from .simulate import run_simulation
+
+    settings = _settings(broker=broker_url)
+    _run_until_signal(lambda: run_simulation(bootstrap_of(settings.broker), evses, rate, duration, seed))
+
+
+@main.command()
+@click.option("--evses", type=int, default=200, show_default=True, help="Simulated EVSEs.")
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Simulated records per second.")
+@click.option("--web-port", type=int, default=None, help="Dashboard port (default 6066).")
+def up(evses: int, rate: float, web_port: int | None) -> None:
+    """Everything, no setup: embedded broker + worker + simulated feed + dashboard."""
+    from .broker import EmbeddedBroker
+    from .simulate import run_simulation
+
+    settings = _settings(window_seconds=60.0)
+
+    async def everything() -> None:
+        with EmbeddedBroker() as embedded:
+            click.echo(f"embedded broker: {embedded.url}", err=True)
+            feed = run_simulation(embedded.bootstrap, evses, rate)
+            await _worker(settings, embedded.bootstrap, False, web_port or settings.web_port, extra=feed)
+
+    _run_until_signal(everything)
+
+
+@main.group()
+def topics() -> None:
+    """Topic provisioning."""
+
+
+@topics.command("create")
+@click.option("--broker", "broker_url", default=None, help="Kafka URL (default: $PLUGSTREAM_BROKER).")
+@click.option("--partitions", type=int, default=None)
+@click.option("--replication-factor", type=int, default=None)
+def topics_create(broker_url: str | None, partitions: int | None, replication_factor: int | None) -> None:
+    """Create every topic the pipeline uses (partitions, replication, cleanup policy)."""
+    import asyncio
+
+    from .engine import bootstrap_of
+    from .topics import ensure_topics, topic_specs
+
+    settings = _settings(broker=broker_url, partitions=partitions, replication_factor=replication_factor)
+    specs = topic_specs(settings.app_id, int(settings.window_retention_seconds * 1000))
+    created = asyncio.run(ensure_topics(bootstrap_of(settings.broker), specs, settings.partitions,
+                                        settings.replication_factor))
+    for spec in specs:
+        click.echo(f"{spec.name:40} {'created' if spec.name in created else 'exists'}  {spec.config()}")
 
 
 if __name__ == "__main__":  # pragma: no cover

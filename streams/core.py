@@ -220,10 +220,8 @@ def _apply_to_connector(
 ) -> str:
     state = evse.connectors.get(uid)
     status = str(record.status)
-    if record.scope == Scope.EVSE and state is not None:
-        attributes = state.attributes  # an EVSE-wide status keeps each connector's attributes
-    else:
-        attributes = _attributes_of(record)
+    # an EVSE-wide status keeps each connector's own attributes
+    attributes = state.attributes if record.scope == Scope.EVSE and state is not None else _attributes_of(record)
     if state is None:
         state = ConnectorState(status, attributes, event_time, event_time, record_time, record.rawStatus,
                                record.connectorId, record.powerClass)
@@ -373,8 +371,7 @@ def availability(evse: EvseState, stream_time: int | None, policy: Policy) -> di
             "rawStatus": state.raw_status, "live": bool(live), "standard": standard, "powerClass": state.power_class,
             "maxPowerKw": max_kw, "lastChangeTimestamp": state.changed_at, "lastSeenTimestamp": state.seen_at,
         })
-    stale = (stream_time is not None and evse.last_seen_record is not None
-             and stream_time - evse.last_seen_record > policy.staleness_ms)
+    stale = is_stale(evse.last_seen, stream_time, policy.staleness_ms)
     return {
         "evseUid": evse.evse_uid,
         "source": evse.source,
@@ -391,6 +388,11 @@ def availability(evse: EvseState, stream_time: int | None, policy: Policy) -> di
         "streamTime": stream_time,
         "connectors": connectors,
     }
+
+
+def is_stale(last_seen: int | None, stream_time: int | None, staleness_ms: int) -> bool:
+    """Nothing seen for the horizon, against stream time (any consumer can recompute this)."""
+    return last_seen is not None and stream_time is not None and stream_time - last_seen > staleness_ms
 
 
 def new_evse(record: ConnectorStatus) -> EvseState:

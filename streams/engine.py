@@ -1,0 +1,443 @@
+"""The Kafka shell: two stages wired to topics, state and the DLQ. No business logic here.
+
+Stage 1 — normalize (stateless): ``raw.<source>`` bytes → adapter → ``connector-status``
+(Avro, key ``evseUid``) and ``plugstream.dlq``. At-least-once: offsets are committed after
+the produced records are acknowledged; a redelivered raw record yields the same canonical
+records, which stage 2 classifies as duplicates or stale.
+
+Stage 2 — aggregate (stateful, keyed by ``evseUid``): ``connector-status`` →
+:mod:`streams.core` → ``connector-changes``, ``evse-availability`` (latest per EVSE, one
+record per EVSE per processed batch), ``evse-availability-windowed``. Per input partition
+the whole state (EVSEs + counters + stream time + the input offset it reflects) lives in
+memory and is written to a compacted changelog after the batch's outputs are acknowledged.
+Recovery replays the changelog to its fetch high watermark (not ListOffsets, which the
+embedded broker gets wrong for multi-record batches) and resumes from the stored offset,
+so state effects are applied exactly once; outputs are at-least-once.
+
+Why not Faust agents/tables here: Faust's table recovery reads end offsets via ListOffsets,
+which loses changelog records on the embedded broker unless every producer batch holds one
+record (~7k msg/s); batching per partition with an offset-stamped state snapshot keeps
+recovery exact at full producer throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from . import avro
+from .adapters import NormalizeContext, Rejection, normalize_bytes
+from .adapters.base import construct_status
+from .config import Settings
+from .core import COUNTERS, EvseState, Policy, apply_record, availability, new_evse
+from .timeparse import from_millis
+from .topics import (
+    CONNECTOR_CHANGES,
+    CONNECTOR_STATUS,
+    DLQ,
+    EVSE_AVAILABILITY,
+    EVSE_AVAILABILITY_WINDOWED,
+    RAW_TOPICS,
+    changelog_topic,
+    drain,
+)
+
+log = logging.getLogger("plugstream.engine")
+META_KEY = b"\x00meta"
+_partitioner = DefaultPartitioner()
+
+
+def bootstrap_of(url: str) -> str:
+    return ",".join(part.removeprefix("kafka://") for part in url.replace(";", ",").split(","))
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Same murmur2 partitioning as the Java client and aiokafka's default partitioner."""
+    return _partitioner(key, list(range(partitions)), list(range(partitions)))
+
+
+@dataclass(slots=True)
+class Stage1Stats:
+    rawRecords: int = 0
+    statusRecords: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    skippedByReason: dict[str, int] = field(default_factory=dict)
+    rejectedByKind: dict[str, int] = field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)
+    bySource: dict[str, int] = field(default_factory=dict)
+
+
+class Batcher:
+    """Collects records per (topic, partition) and sends each as one producer batch."""
+
+    def __init__(self, producer: AIOKafkaProducer, partitions: int) -> None:
+        self.producer = producer
+        self.partitions = partitions
+        self.pending: dict[tuple[str, int], Any] = {}
+        self.futures: list[tuple[asyncio.Future[Any], int]] = []
+
+    async def add(self, topic: str, key: bytes, value: bytes, timestamp_ms: int | None,
+                  partition: int | None = None) -> None:
+        if partition is None:
+            partition = partition_for(key, self.partitions)
+        slot = (topic, partition)
+        batch = self.pending.get(slot)
+        if batch is None:
+            batch = self.pending[slot] = self.producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
+            await self._send(slot, batch)
+            batch = self.pending[slot] = self.producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
+                raise ValueError(f"record of {len(value)} bytes does not fit a producer batch")
+
+    async def _send(self, slot: tuple[str, int], batch: Any) -> None:
+        topic, partition = slot
+        count = batch.record_count()
+        self.futures.append((await self.producer.send_batch(batch, topic, partition=partition), count))
+
+    async def flush(self) -> list[tuple[Any, int]]:
+        """Send everything pending and wait for every acknowledgement (raises on failure).
+
+        Returns ``(RecordMetadata of the batch's first record, records in the batch)``.
+        """
+        for slot, batch in list(self.pending.items()):
+            if batch.record_count():
+                await self._send(slot, batch)
+        self.pending.clear()
+        sent, self.futures = self.futures, []
+        metas = await asyncio.gather(*(future for future, _ in sent))
+        return list(zip(metas, (count for _, count in sent), strict=True))
+
+
+def dead_letter(message: Any, source: str | None, rejection: Rejection, stage: str) -> bytes:
+    return avro.encode("DeadLetter", {
+        "source": source, "topic": message.topic, "partition": message.partition, "offset": message.offset,
+        "timestamp": message.timestamp, "key": message.key, "payload": message.value or b"",
+        "errorKind": rejection.kind, "errorMessage": rejection.message, "path": rejection.path or None,
+        "stage": stage,
+    })
+
+
+class NormalizeStage:
+    """Stage 1. ``on_produced`` (if given) learns the highest offset written per partition."""
+
+    def __init__(self, settings: Settings, bootstrap: str, group: bool = True,
+                 on_produced: Callable[[int, int], None] | None = None) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.group = group
+        self.stats = Stage1Stats()
+        self.on_produced = on_produced
+        self.positions: dict[TopicPartition, int] = {}
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, producer: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
+        settings = self.settings
+        options = {"bootstrap_servers": self.bootstrap, "enable_auto_commit": False,
+                   "auto_offset_reset": "earliest", "max_poll_records": 2000, **group_timings()}
+        topics = list(RAW_TOPICS.values())
+        if self.group:
+            consumer = AIOKafkaConsumer(*topics, group_id=f"{settings.app_id}-normalize", **options)
+            await consumer.start()
+        else:
+            consumer = AIOKafkaConsumer(**options)
+            await consumer.start()
+            consumer.assign([TopicPartition(t, p) for t in topics for p in range(settings.partitions)])
+        batcher = Batcher(producer, settings.partitions)
+        skew = timedelta(seconds=settings.clock_skew_seconds)
+        try:
+            if ready is not None:
+                ready.set()
+            while not self._stop.is_set():
+                batches = await consumer.getmany(timeout_ms=100, max_records=2000)
+                if not batches:
+                    continue
+                for tp, messages in batches.items():
+                    source = tp.topic.removeprefix("raw.")
+                    for message in messages:
+                        await self._one(message, source, skew, batcher)
+                acks = await batcher.flush()
+                for tp, messages in batches.items():
+                    self.positions[tp] = messages[-1].offset + 1
+                if self.on_produced is not None:
+                    for meta, count in acks:
+                        if meta.topic == CONNECTOR_STATUS:
+                            self.on_produced(meta.partition, meta.offset + count - 1)
+                if self.group:
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    async def _one(self, message: Any, source: str, skew: timedelta, batcher: Batcher) -> None:
+        stats = self.stats
+        stats.rawRecords += 1
+        stats.bySource[source] = stats.bySource.get(source, 0) + 1
+        ctx = NormalizeContext(record_time=from_millis(message.timestamp), max_skew=skew)
+        try:
+            result = normalize_bytes(source, message.value or b"", ctx, self.settings.max_payload_bytes)
+        except Rejection as rejection:
+            await self._reject(message, source, rejection, batcher)
+            return
+        for rejection in result.rejections:
+            await self._reject(message, source, rejection, batcher)
+        for reason, n in result.skipped.items():
+            stats.skipped += n
+            stats.skippedByReason[reason] = stats.skippedByReason.get(reason, 0) + n
+        for name, n in ctx.warnings.counts.items():
+            stats.warnings[name] = stats.warnings.get(name, 0) + n
+        for record in result.records:
+            stats.statusRecords += 1
+            key = record.evseUid.encode()
+            await batcher.add(CONNECTOR_STATUS, key, avro.encode("ConnectorStatus", record.__dict__),
+                              message.timestamp)
+
+    async def _reject(self, message: Any, source: str, rejection: Rejection, batcher: Batcher) -> None:
+        self.stats.rejected += 1
+        self.stats.rejectedByKind[rejection.kind] = self.stats.rejectedByKind.get(rejection.kind, 0) + 1
+        await batcher.add(DLQ, message.key or b"", dead_letter(message, source, rejection, "normalize"),
+                          message.timestamp, partition=message.partition % self.settings.partitions)
+
+
+def group_timings() -> dict[str, int]:
+    """Consumer-group timings that make joins take seconds on the embedded broker (STACK.md)."""
+    return {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "rebalance_timeout_ms": 10000,
+            "max_poll_interval_ms": 60000}
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """Everything stage 2 keeps for one input partition; persisted as one changelog unit."""
+
+    partition: int
+    evses: dict[str, EvseState] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    stream_time: int | None = None
+    offset: int = -1  # last connector-status offset whose effects are in this state
+
+    def meta(self) -> bytes:
+        return orjson.dumps({"offset": self.offset, "counters": self.counters, "streamTime": self.stream_time})
+
+
+class AggregateStage:
+    """Stage 2. Owns a set of ``connector-status`` partitions and their state."""
+
+    def __init__(self, settings: Settings, bootstrap: str, group: bool = True) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.group = group
+        self.policy = Policy(window_ms=int(settings.window_seconds * 1000),
+                             grace_ms=int(settings.window_grace_seconds * 1000),
+                             staleness_ms=int(settings.staleness_seconds * 1000))
+        self.states: dict[int, PartitionState] = {}
+        self.changelog = changelog_topic(settings.app_id)
+        self.listeners: list[Callable[[list[dict[str, Any]], list[Any]], None]] = []
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self.restored_records = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- recovery ------------------------------------------------------------------------
+    async def restore(self, partitions: list[int]) -> None:
+        """Rebuild partition states from the changelog, read to its fetch high watermark."""
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                  auto_offset_reset="earliest")
+        await reader.start()
+        try:
+            tps = [TopicPartition(self.changelog, p) for p in partitions]
+            reader.assign(tps)
+            for tp in tps:
+                reader.seek(tp, 0)
+            records = await drain(reader, tps)
+        finally:
+            await reader.stop()
+        for partition in partitions:
+            state = PartitionState(partition)
+            for message in records.get(partition, []):
+                self.restored_records += 1
+                if message.key == META_KEY:
+                    meta = orjson.loads(message.value)
+                    state.offset, state.stream_time = meta["offset"], meta["streamTime"]
+                    state.counters.update(meta["counters"])
+                elif message.value is None:
+                    state.evses.pop(message.key.decode(), None)
+                else:
+                    state.evses[message.key.decode()] = EvseState.from_json(orjson.loads(message.value))
+            self.states[partition] = state
+            log.info("restored partition %d: %d EVSEs, offset %d", partition, len(state.evses), state.offset)
+
+    # -- processing ----------------------------------------------------------------------
+    async def run(self, producer: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
+        settings = self.settings
+        options = {"bootstrap_servers": self.bootstrap, "enable_auto_commit": False,
+                   "auto_offset_reset": "earliest", "max_poll_records": 4000, **group_timings()}
+        if self.group:
+            consumer = AIOKafkaConsumer(group_id=f"{settings.app_id}-aggregate", **options)
+            self._consumer = consumer
+            await consumer.start()
+            consumer.subscribe([CONNECTOR_STATUS], listener=_Rebalance(self))
+        else:
+            consumer = AIOKafkaConsumer(**options)
+            self._consumer = consumer
+            await consumer.start()
+            partitions = list(range(settings.partitions))
+            await self.restore(partitions)
+            tps = [TopicPartition(CONNECTOR_STATUS, p) for p in partitions]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, self.states[tp.partition].offset + 1)
+        batcher = Batcher(producer, settings.partitions)
+        try:
+            if ready is not None:
+                ready.set()
+            while not self._stop.is_set():
+                batches = await consumer.getmany(timeout_ms=100, max_records=4000)
+                if not batches:
+                    continue
+                async with self._lock:
+                    await self._process(batches, batcher, producer)
+                    if self.group:
+                        await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    async def _process(self, batches: dict[TopicPartition, list[Any]], batcher: Batcher,
+                       producer: AIOKafkaProducer) -> None:
+        dirty: dict[int, set[str]] = {}
+        windows_out: list[dict[str, Any]] = []
+        changes_out: list[Any] = []
+        for tp, messages in batches.items():
+            state = self.states.get(tp.partition)
+            if state is None:
+                continue  # revoked while fetching
+            touched = dirty.setdefault(tp.partition, set())
+            for message in messages:
+                if message.offset <= state.offset:
+                    continue  # already reflected in the restored state
+                await self._apply(state, message, touched, batcher, windows_out, changes_out)
+                state.offset = message.offset
+        for partition, evse_uids in dirty.items():
+            state = self.states[partition]
+            for uid in evse_uids:
+                evse = state.evses[uid]
+                view = availability(evse, state.stream_time, self.policy)
+                await batcher.add(EVSE_AVAILABILITY, uid.encode(), avro.encode("EvseAvailability", view),
+                                  state.stream_time, partition=partition)
+        await batcher.flush()  # outputs first: a crash now re-emits, never loses
+        for partition, evse_uids in dirty.items():
+            state = self.states[partition]
+            for uid in evse_uids:
+                await batcher.add(self.changelog, uid.encode(), orjson.dumps(state.evses[uid].to_json()),
+                                  state.stream_time, partition=partition)
+            await batcher.add(self.changelog, META_KEY, state.meta(), state.stream_time, partition=partition)
+        await batcher.flush()
+        if self.listeners and (windows_out or changes_out):
+            for listener in self.listeners:
+                listener(windows_out, changes_out)
+
+    async def _apply(self, state: PartitionState, message: Any, touched: set[str], batcher: Batcher,
+                     windows_out: list[dict[str, Any]], changes_out: list[Any]) -> None:
+        record = construct_status(avro.decode("ConnectorStatus", message.value))
+        if state.stream_time is None or message.timestamp > state.stream_time:
+            state.stream_time = message.timestamp
+        evse = state.evses.get(record.evseUid)
+        created = evse is None
+        if evse is None:
+            evse = new_evse(record)
+        outcome = apply_record(evse, record, self.policy)
+        for name, n in outcome.counters.items():
+            state.counters[name] = state.counters.get(name, 0) + n
+        if created and not evse.connectors:
+            return  # an EVSE-wide update for an EVSE we never saw: nothing to keep
+        state.evses[record.evseUid] = evse
+        if outcome.evse_changed or outcome.changes or outcome.closed_windows:
+            touched.add(record.evseUid)
+        key = record.evseUid.encode()
+        for change in outcome.changes:
+            value = change_record(change)
+            changes_out.append(value)
+            await batcher.add(CONNECTOR_CHANGES, key, avro.encode("ConnectorChange", value), message.timestamp,
+                              partition=message.partition)
+        for window in outcome.closed_windows:
+            windows_out.append(window)
+            await batcher.add(EVSE_AVAILABILITY_WINDOWED, key, avro.encode("EvseAvailabilityWindow", window),
+                              message.timestamp, partition=message.partition)
+
+    def counters(self) -> dict[str, int]:
+        total = dict.fromkeys(COUNTERS, 0)
+        for state in self.states.values():
+            for name, n in state.counters.items():
+                total[name] = total.get(name, 0) + n
+        return total
+
+    def stream_time(self) -> int | None:
+        times = [s.stream_time for s in self.states.values() if s.stream_time is not None]
+        return max(times) if times else None
+
+    def processed_offsets(self) -> dict[int, int]:
+        return {p: s.offset for p, s in self.states.items()}
+
+
+def change_record(change: Any) -> dict[str, Any]:
+    live, standard, fmt, power_type, max_kw, volts, amps = change.state.attributes
+    return {
+        "connectorUid": change.connector_uid, "evseUid": change.evse_uid, "source": change.source,
+        "changeKind": change.kind, "status": change.status, "previousStatus": change.previous_status,
+        "rawStatus": change.state.raw_status, "connectorId": change.state.connector_id, "live": bool(live),
+        "standard": standard, "format": fmt, "powerType": power_type, "maxPowerKw": max_kw, "voltage": volts,
+        "amperage": amps, "powerClass": change.state.power_class, "eventTime": change.event_time,
+        "previousEventTime": change.previous_event_time, "recordTime": change.record_time,
+    }
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Restore state for newly assigned partitions; drop it for revoked ones."""
+
+    def __init__(self, stage: AggregateStage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self.stage._lock:
+            for tp in revoked:
+                self.stage.states.pop(tp.partition, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        partitions = [tp.partition for tp in assigned]
+        await self.stage.restore(partitions)
+        consumer = self.stage._consumer
+        assert consumer is not None
+        for tp in assigned:
+            consumer.seek(tp, self.stage.states[tp.partition].offset + 1)
+
+
+@contextlib.asynccontextmanager
+async def producer_for(bootstrap: str, **options: Any) -> Any:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1_048_576,
+                                max_request_size=4_194_304, **options)
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+def wall_ms() -> int:
+    """Wall clock, for the edges only (progress, latency measurement) — never processing."""
+    return int(time.time() * 1000)
+
