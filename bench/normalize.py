@@ -42,63 +42,119 @@ def ocpi_feed(n_evses: int) -> tuple[list[bytes], int]:
     statuses = ["AVAILABLE", "CHARGING", "OUTOFORDER", "RESERVED", "UNKNOWN"]
     docs = []
     for i in range(n_evses):
-        docs.append({
-            "country_code": "NL", "party_id": "BEN", "uid": f"E{i}", "evse_id": f"NL*BEN*E{i}",
-            "status": RNG.choice(statuses), "last_updated": _iso(i),
-            "coordinates": {"latitude": "52.09", "longitude": "5.12"},
-            "connectors": [
-                {"id": str(c), "standard": "IEC_62196_T2", "format": "SOCKET", "power_type": "AC_3_PHASE",
-                 "max_voltage": 230, "max_amperage": 32, "max_electric_power": 22000, "last_updated": _iso(i)}
-                for c in (1, 2)
-            ],
-        })
+        docs.append(
+            {
+                "country_code": "NL",
+                "party_id": "BEN",
+                "uid": f"E{i}",
+                "evse_id": f"NL*BEN*E{i}",
+                "status": RNG.choice(statuses),
+                "last_updated": _iso(i),
+                "coordinates": {"latitude": "52.09", "longitude": "5.12"},
+                "connectors": [
+                    {
+                        "id": str(c),
+                        "standard": "IEC_62196_T2",
+                        "format": "SOCKET",
+                        "power_type": "AC_3_PHASE",
+                        "max_voltage": 230,
+                        "max_amperage": 32,
+                        "max_electric_power": 22000,
+                        "last_updated": _iso(i),
+                    }
+                    for c in (1, 2)
+                ],
+            }
+        )
     return [json.dumps(d).encode() for d in docs], 2 * n_evses
 
 
 def ocm_feed(n_pois: int) -> tuple[list[bytes], int]:
     docs = []
     for i in range(n_pois):
-        docs.append({
-            "ID": 100000 + i, "UUID": f"U{i}", "StatusTypeID": 50, "DateLastStatusUpdate": _iso(i),
-            "AddressInfo": {"Title": "Car park", "Town": "Leeds", "Latitude": 53.8, "Longitude": -1.5},
-            "Connections": [
-                {"ID": 10 * i + c, "ConnectionTypeID": 33, "StatusTypeID": RNG.choice([10, 20, 50]),
-                 "Amps": 125, "Voltage": 400, "PowerKW": 50, "CurrentTypeID": 30, "Quantity": 1}
-                for c in (1, 2)
-            ],
-        })
+        docs.append(
+            {
+                "ID": 100000 + i,
+                "UUID": f"U{i}",
+                "StatusTypeID": 50,
+                "DateLastStatusUpdate": _iso(i),
+                "AddressInfo": {"Title": "Car park", "Town": "Leeds", "Latitude": 53.8, "Longitude": -1.5},
+                "Connections": [
+                    {
+                        "ID": 10 * i + c,
+                        "ConnectionTypeID": 33,
+                        "StatusTypeID": RNG.choice([10, 20, 50]),
+                        "Amps": 125,
+                        "Voltage": 400,
+                        "PowerKW": 50,
+                        "CurrentTypeID": 30,
+                        "Quantity": 1,
+                    }
+                    for c in (1, 2)
+                ],
+            }
+        )
     return [json.dumps(d).encode() for d in docs], 2 * n_pois
 
 
 def here_feed(n_stations: int) -> tuple[list[bytes], int]:
     docs = []
     for i in range(n_stations):
-        docs.append({
-            "id": f"st{i}", "lastUpdateTimestamp": _iso(i), "position": {"latitude": 52.5, "longitude": 13.4},
-            "connectors": {"connector": [{
-                "connectorType": {"id": "31"}, "maxPowerLevel": 22.08, "customerChargeLevel": "3",
-                "fixedCable": False,
-                "chargingPoint": {"numberOfConnectors": 2, "voltsRange": "380-480V AC", "phases": 3,
-                                  "ampsRange": "32A", "numberOfAvailable": 1, "numberOfInUse": 1,
-                                  "lastUpdateTimestamp": _iso(i)},
-            }]},
-        })
+        docs.append(
+            {
+                "id": f"st{i}",
+                "lastUpdateTimestamp": _iso(i),
+                "position": {"latitude": 52.5, "longitude": 13.4},
+                "connectors": {
+                    "connector": [
+                        {
+                            "connectorType": {"id": "31"},
+                            "maxPowerLevel": 22.08,
+                            "customerChargeLevel": "3",
+                            "fixedCable": False,
+                            "chargingPoint": {
+                                "numberOfConnectors": 2,
+                                "voltsRange": "380-480V AC",
+                                "phases": 3,
+                                "ampsRange": "32A",
+                                "numberOfAvailable": 1,
+                                "numberOfInUse": 1,
+                                "lastUpdateTimestamp": _iso(i),
+                            },
+                        }
+                    ]
+                },
+            }
+        )
     return [json.dumps(d).encode() for d in docs], 2 * n_stations
 
 
 def edrv_feed(n_stations: int) -> tuple[list[bytes], int]:
     docs = []
     for i in range(n_stations):
-        docs.append({
-            "_id": f"cs{i}", "protocol": "ocpp1.6", "online": True, "updatedAt": _iso(i),
-            "coordinates": [4.86, 52.33],
-            "connectors": [
-                {"_id": f"c{i}-{c}", "ocppId": c, "active": True, "status": RNG.choice(["Available", "Charging"]),
-                 "type": "Type2", "format": "Socket", "power_type": "AC_3_PHASE", "power": 11.0,
-                 "updatedAt": _iso(i)}
-                for c in (1, 2)
-            ],
-        })
+        docs.append(
+            {
+                "_id": f"cs{i}",
+                "protocol": "ocpp1.6",
+                "online": True,
+                "updatedAt": _iso(i),
+                "coordinates": [4.86, 52.33],
+                "connectors": [
+                    {
+                        "_id": f"c{i}-{c}",
+                        "ocppId": c,
+                        "active": True,
+                        "status": RNG.choice(["Available", "Charging"]),
+                        "type": "Type2",
+                        "format": "Socket",
+                        "power_type": "AC_3_PHASE",
+                        "power": 11.0,
+                        "updatedAt": _iso(i),
+                    }
+                    for c in (1, 2)
+                ],
+            }
+        )
     return [json.dumps(d).encode() for d in docs], 2 * n_stations
 
 
@@ -136,8 +192,9 @@ def plugstream(source: str, payloads: list[bytes]) -> int:
     return produced
 
 
-def best_rate(fn: Callable[[str, list[bytes]], int], source: str, payloads: list[bytes], connectors: int,
-              repeat: int) -> float:
+def best_rate(
+    fn: Callable[[str, list[bytes]], int], source: str, payloads: list[bytes], connectors: int, repeat: int
+) -> float:
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()

@@ -218,8 +218,10 @@ async def _worker(settings: Any, bootstrap: str, group: bool, web_port: int | No
                 if task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
             stats = pipeline.stats()
-            line = (f"raw {stats['rawRecords']} · accepted {stats['accepted']} · duplicates {stats['duplicates']}"
-                    f" · stale {stats['stale']} · rejected {stats['rejected']} · late {stats['late']}")
+            line = (
+                f"raw {stats['rawRecords']} · accepted {stats['accepted']} · duplicates {stats['duplicates']}"
+                f" · stale {stats['stale']} · rejected {stats['rejected']} · late {stats['late']}"
+            )
             if line != last:
                 click.echo(line, err=True)
                 last = line
@@ -249,12 +251,24 @@ def worker(broker_url: str | None, web_port: int | None, without_web: bool) -> N
 @click.option("--speed", type=float, default=None, help="Replay at X times the original pace.")
 @click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing (the default).")
 @click.option("--embedded", is_flag=True, help="Run the whole pipeline on a fresh embedded broker.")
-@click.option("--dump", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="With --embedded: write the final tables here as JSON and exit.")
+@click.option(
+    "--dump",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --embedded: write the final tables here as JSON and exit.",
+)
 @click.option("--partitions", type=int, default=None, help="Partitions per topic (default: $PLUGSTREAM_PARTITIONS).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def replay(logs: tuple[Path, ...], broker_url: str | None, speed: float | None, fast: bool, embedded: bool,
-           dump: Path | None, partitions: int | None, no_progress: bool) -> None:
+def replay(
+    logs: tuple[Path, ...],
+    broker_url: str | None,
+    speed: float | None,
+    fast: bool,
+    embedded: bool,
+    dump: Path | None,
+    partitions: int | None,
+    no_progress: bool,
+) -> None:
     """Publish historical logs (JSON Lines or Avro container files) into the raw topics."""
     import asyncio
 
@@ -271,13 +285,17 @@ def replay(logs: tuple[Path, ...], broker_url: str | None, speed: float | None, 
         if dump is not None:
             dump.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
         stats = result["stats"]
-        click.echo(f"processed: {len(result['evses'])} EVSEs, {len(result['windows'])} windows, "
-                   f"accepted {stats['accepted']}, duplicates {stats['duplicates']}, stale {stats['stale']}, "
-                   f"skipped {stats['skipped']}, rejected {stats['rejected']}, late {stats['late']}"
-                   + (f" → {dump}" if dump else ""), err=True)
+        click.echo(
+            f"processed: {len(result['evses'])} EVSEs, {len(result['windows'])} windows, "
+            f"accepted {stats['accepted']}, duplicates {stats['duplicates']}, stale {stats['stale']}, "
+            f"skipped {stats['skipped']}, rejected {stats['rejected']}, late {stats['late']}"
+            + (f" → {dump}" if dump else ""),
+            err=True,
+        )
         return
-    report = asyncio.run(publish(bootstrap_of(settings.broker), list(logs), settings.partitions, speed,
-                                 progress=not no_progress))
+    report = asyncio.run(
+        publish(bootstrap_of(settings.broker), list(logs), settings.partitions, speed, progress=not no_progress)
+    )
     click.echo(f"published {report.published} records, {report.dead_letters} unreadable → plugstream.dlq", err=True)
 
 
@@ -350,8 +368,9 @@ def topics_create(broker_url: str | None, partitions: int | None, replication_fa
 
     settings = _settings(broker=broker_url, partitions=partitions, replication_factor=replication_factor)
     specs = topic_specs(settings.app_id, int(settings.window_retention_seconds * 1000))
-    created = asyncio.run(ensure_topics(bootstrap_of(settings.broker), specs, settings.partitions,
-                                        settings.replication_factor))
+    created = asyncio.run(
+        ensure_topics(bootstrap_of(settings.broker), specs, settings.partitions, settings.replication_factor)
+    )
     for spec in specs:
         click.echo(f"{spec.name:40} {'created' if spec.name in created else 'exists'}  {spec.config()}")
 

@@ -27,8 +27,16 @@ from .timeparse import to_millis
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 AVAILABLE = Status.AVAILABLE.value
 REMOVED = Status.REMOVED.value
-PLACE_FIELDS = ("locationId", "evseDisplayId", "latitude", "longitude", "locationName", "operatorName", "city",
-                "countryCode")
+PLACE_FIELDS = (
+    "locationId",
+    "evseDisplayId",
+    "latitude",
+    "longitude",
+    "locationName",
+    "operatorName",
+    "city",
+    "countryCode",
+)
 ATTRIBUTE_FIELDS = ("live", "standard", "format", "powerType", "maxPowerKw", "voltage", "amperage")
 
 
@@ -46,8 +54,16 @@ class ConnectorState:
     power_class: int | None
 
     def to_json(self) -> list[Any]:
-        return [self.status, list(self.attributes), self.changed_at, self.seen_at, self.seen_record,
-                self.raw_status, self.connector_id, self.power_class]
+        return [
+            self.status,
+            list(self.attributes),
+            self.changed_at,
+            self.seen_at,
+            self.seen_record,
+            self.raw_status,
+            self.connector_id,
+            self.power_class,
+        ]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> ConnectorState:
@@ -71,8 +87,18 @@ class WindowAcc:
     counts: dict[str, int] = field(default_factory=dict)  # at the last change (or carried in)
 
     def to_json(self) -> list[Any]:
-        return [self.start, self.end, self.integrated_to, self.available_ms, self.present_ms, self.changes,
-                self.last_update, self.min_available, self.max_available, self.counts]
+        return [
+            self.start,
+            self.end,
+            self.integrated_to,
+            self.available_ms,
+            self.present_ms,
+            self.changes,
+            self.last_update,
+            self.min_available,
+            self.max_available,
+            self.counts,
+        ]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> WindowAcc:
@@ -92,18 +118,26 @@ class EvseState:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "e": self.evse_uid, "s": self.source, "p": self.place,
+            "e": self.evse_uid,
+            "s": self.source,
+            "p": self.place,
             "c": {uid: c.to_json() for uid, c in self.connectors.items()},
-            "u": self.last_update, "l": self.last_seen, "r": self.last_seen_record,
+            "u": self.last_update,
+            "l": self.last_seen,
+            "r": self.last_seen_record,
             "w": [w.to_json() for w in self.windows.values()],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvseState:
         return cls(
-            evse_uid=data["e"], source=data["s"], place=data["p"],
+            evse_uid=data["e"],
+            source=data["s"],
+            place=data["p"],
             connectors={uid: ConnectorState.from_json(c) for uid, c in data["c"].items()},
-            last_update=data["u"], last_seen=data["l"], last_seen_record=data["r"],
+            last_update=data["u"],
+            last_seen=data["l"],
+            last_seen_record=data["r"],
             windows={w[0]: WindowAcc.from_json(w) for w in data["w"]},
         )
 
@@ -192,8 +226,9 @@ def apply_record(evse: EvseState, record: ConnectorStatus, policy: Policy) -> Ou
 
     if fresh_report or outcome.changes:
         evse.last_seen = event_time if evse.last_seen is None else max(evse.last_seen, event_time)
-        evse.last_seen_record = record_time if evse.last_seen_record is None else max(
-            evse.last_seen_record, record_time)
+        evse.last_seen_record = (
+            record_time if evse.last_seen_record is None else max(evse.last_seen_record, record_time)
+        )
         outcome.evse_changed = True
     if outcome.changes:
         newest = max(change.event_time for change in outcome.changes)
@@ -223,12 +258,21 @@ def _apply_to_connector(
     # an EVSE-wide status keeps each connector's own attributes
     attributes = state.attributes if record.scope == Scope.EVSE and state is not None else _attributes_of(record)
     if state is None:
-        state = ConnectorState(status, attributes, event_time, event_time, record_time, record.rawStatus,
-                               record.connectorId, record.powerClass)
+        state = ConnectorState(
+            status,
+            attributes,
+            event_time,
+            event_time,
+            record_time,
+            record.rawStatus,
+            record.connectorId,
+            record.powerClass,
+        )
         evse.connectors[uid] = state
         outcome.count("accepted")
-        outcome.changes.append(Change(uid, evse.evse_uid, str(record.source), status, None, None, event_time,
-                                      record_time, "NEW", state))
+        outcome.changes.append(
+            Change(uid, evse.evse_uid, str(record.source), status, None, None, event_time, record_time, "NEW", state)
+        )
         return "accepted"
     if _is_stale(state, event_time, record_time):
         outcome.count("stale")
@@ -244,8 +288,20 @@ def _apply_to_connector(
     if record.scope != Scope.EVSE:
         state.connector_id, state.power_class = record.connectorId, record.powerClass
     outcome.count("accepted")
-    outcome.changes.append(Change(uid, evse.evse_uid, str(record.source), status, previous, previous_time,
-                                  event_time, record_time, kind, state))
+    outcome.changes.append(
+        Change(
+            uid,
+            evse.evse_uid,
+            str(record.source),
+            status,
+            previous,
+            previous_time,
+            event_time,
+            record_time,
+            kind,
+            state,
+        )
+    )
     return "accepted"
 
 
@@ -263,11 +319,24 @@ def _apply_snapshot_removals(
         state.seen_at, state.seen_record = event_time, record_time
         state.raw_status = "missing from snapshot"
         outcome.count("removedBySnapshot")
-        outcome.changes.append(Change(uid, evse.evse_uid, evse.source, REMOVED, previous, previous_time, event_time,
-                                      record_time, "REMOVED_BY_SNAPSHOT", state))
+        outcome.changes.append(
+            Change(
+                uid,
+                evse.evse_uid,
+                evse.source,
+                REMOVED,
+                previous,
+                previous_time,
+                event_time,
+                record_time,
+                "REMOVED_BY_SNAPSHOT",
+                state,
+            )
+        )
 
 
 # --- windows --------------------------------------------------------------------------------
+
 
 def _present(counts: dict[str, int]) -> int:
     return sum(counts.values()) - counts[REMOVED]
@@ -290,7 +359,11 @@ def _integrate(window: WindowAcc, until: int, counts: dict[str, int]) -> None:
 
 
 def _fold_windows(
-    evse: EvseState, event_time: int, before: dict[str, int], before_available: int, outcome: Outcome,
+    evse: EvseState,
+    event_time: int,
+    before: dict[str, int],
+    before_available: int,
+    outcome: Outcome,
     policy: Policy,
 ) -> None:
     start = window_start(event_time, policy.window_ms)
@@ -298,8 +371,14 @@ def _fold_windows(
         _integrate(window, event_time, before)
     window = evse.windows.get(start)
     if window is None:
-        window = WindowAcc(start, start + policy.window_ms, integrated_to=start, counts=before,
-                           min_available=before_available, max_available=before_available)
+        window = WindowAcc(
+            start,
+            start + policy.window_ms,
+            integrated_to=start,
+            counts=before,
+            min_available=before_available,
+            max_available=before_available,
+        )
         _integrate(window, event_time, before)  # state carried in from the previous window
         evse.windows[start] = window
     if outcome.changes:
@@ -347,6 +426,7 @@ def window_record(evse: EvseState, window: WindowAcc) -> dict[str, Any]:
 
 # --- the availability view --------------------------------------------------------------------
 
+
 def availability(evse: EvseState, stream_time: int | None, policy: Policy) -> dict[str, Any]:
     """The ``evse-availability`` record (Avro field names; times as epoch ms)."""
     counts = evse.counts()
@@ -359,18 +439,29 @@ def availability(evse: EvseState, stream_time: int | None, policy: Policy) -> di
         live, standard, _fmt, _ptype, max_kw, _v, _a = state.attributes
         if state.status != REMOVED:
             is_available = state.status == AVAILABLE
-            for table, key in ((by_standard, standard or "UNKNOWN"),
-                               (by_power, str(state.power_class) if state.power_class else "UNKNOWN")):
+            for table, key in (
+                (by_standard, standard or "UNKNOWN"),
+                (by_power, str(state.power_class) if state.power_class else "UNKNOWN"),
+            ):
                 slot = table.setdefault(key, {"total": 0, "available": 0})
                 slot["total"] += 1
                 slot["available"] += is_available
             if is_available and max_kw is not None:
                 max_available_kw = max_kw if max_available_kw is None else max(max_available_kw, max_kw)
-        connectors.append({
-            "connectorUid": uid, "connectorId": state.connector_id, "status": state.status,
-            "rawStatus": state.raw_status, "live": bool(live), "standard": standard, "powerClass": state.power_class,
-            "maxPowerKw": max_kw, "lastChangeTimestamp": state.changed_at, "lastSeenTimestamp": state.seen_at,
-        })
+        connectors.append(
+            {
+                "connectorUid": uid,
+                "connectorId": state.connector_id,
+                "status": state.status,
+                "rawStatus": state.raw_status,
+                "live": bool(live),
+                "standard": standard,
+                "powerClass": state.power_class,
+                "maxPowerKw": max_kw,
+                "lastChangeTimestamp": state.changed_at,
+                "lastSeenTimestamp": state.seen_at,
+            }
+        )
     stale = is_stale(evse.last_seen, stream_time, policy.staleness_ms)
     return {
         "evseUid": evse.evse_uid,

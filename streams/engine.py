@@ -87,8 +87,9 @@ class Batcher:
         self.pending: dict[tuple[str, int], Any] = {}
         self.futures: list[tuple[asyncio.Future[Any], int]] = []
 
-    async def add(self, topic: str, key: bytes, value: bytes, timestamp_ms: int | None,
-                  partition: int | None = None) -> None:
+    async def add(
+        self, topic: str, key: bytes, value: bytes, timestamp_ms: int | None, partition: int | None = None
+    ) -> None:
         if partition is None:
             partition = partition_for(key, self.partitions)
         slot = (topic, partition)
@@ -121,19 +122,34 @@ class Batcher:
 
 
 def dead_letter(message: Any, source: str | None, rejection: Rejection, stage: str) -> bytes:
-    return avro.encode("DeadLetter", {
-        "source": source, "topic": message.topic, "partition": message.partition, "offset": message.offset,
-        "timestamp": message.timestamp, "key": message.key, "payload": message.value or b"",
-        "errorKind": rejection.kind, "errorMessage": rejection.message, "path": rejection.path or None,
-        "stage": stage,
-    })
+    return avro.encode(
+        "DeadLetter",
+        {
+            "source": source,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "timestamp": message.timestamp,
+            "key": message.key,
+            "payload": message.value or b"",
+            "errorKind": rejection.kind,
+            "errorMessage": rejection.message,
+            "path": rejection.path or None,
+            "stage": stage,
+        },
+    )
 
 
 class NormalizeStage:
     """Stage 1. ``on_produced`` (if given) learns the highest offset written per partition."""
 
-    def __init__(self, settings: Settings, bootstrap: str, group: bool = True,
-                 on_produced: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        group: bool = True,
+        on_produced: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.group = group
@@ -147,8 +163,13 @@ class NormalizeStage:
 
     async def run(self, producer: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
         settings = self.settings
-        options = {"bootstrap_servers": self.bootstrap, "enable_auto_commit": False,
-                   "auto_offset_reset": "earliest", "max_poll_records": 2000, **group_timings()}
+        options = {
+            "bootstrap_servers": self.bootstrap,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": 2000,
+            **group_timings(),
+        }
         topics = list(RAW_TOPICS.values())
         if self.group:
             consumer = AIOKafkaConsumer(*topics, group_id=f"{settings.app_id}-normalize", **options)
@@ -202,20 +223,28 @@ class NormalizeStage:
         for record in result.records:
             stats.statusRecords += 1
             key = record.evseUid.encode()
-            await batcher.add(CONNECTOR_STATUS, key, avro.encode("ConnectorStatus", record.__dict__),
-                              message.timestamp)
+            await batcher.add(CONNECTOR_STATUS, key, avro.encode("ConnectorStatus", record.__dict__), message.timestamp)
 
     async def _reject(self, message: Any, source: str, rejection: Rejection, batcher: Batcher) -> None:
         self.stats.rejected += 1
         self.stats.rejectedByKind[rejection.kind] = self.stats.rejectedByKind.get(rejection.kind, 0) + 1
-        await batcher.add(DLQ, message.key or b"", dead_letter(message, source, rejection, "normalize"),
-                          message.timestamp, partition=message.partition % self.settings.partitions)
+        await batcher.add(
+            DLQ,
+            message.key or b"",
+            dead_letter(message, source, rejection, "normalize"),
+            message.timestamp,
+            partition=message.partition % self.settings.partitions,
+        )
 
 
 def group_timings() -> dict[str, int]:
     """Consumer-group timings that make joins take seconds on the embedded broker (STACK.md)."""
-    return {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "rebalance_timeout_ms": 10000,
-            "max_poll_interval_ms": 60000}
+    return {
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 500,
+        "rebalance_timeout_ms": 10000,
+        "max_poll_interval_ms": 60000,
+    }
 
 
 @dataclass(slots=True)
@@ -239,9 +268,11 @@ class AggregateStage:
         self.settings = settings
         self.bootstrap = bootstrap
         self.group = group
-        self.policy = Policy(window_ms=int(settings.window_seconds * 1000),
-                             grace_ms=int(settings.window_grace_seconds * 1000),
-                             staleness_ms=int(settings.staleness_seconds * 1000))
+        self.policy = Policy(
+            window_ms=int(settings.window_seconds * 1000),
+            grace_ms=int(settings.window_grace_seconds * 1000),
+            staleness_ms=int(settings.staleness_seconds * 1000),
+        )
         self.states: dict[int, PartitionState] = {}
         self.changelog = changelog_topic(settings.app_id)
         self.listeners: list[Callable[[list[dict[str, Any]], list[Any]], None]] = []
@@ -256,8 +287,9 @@ class AggregateStage:
     # -- recovery ------------------------------------------------------------------------
     async def restore(self, partitions: list[int]) -> None:
         """Rebuild partition states from the changelog, read to its fetch high watermark."""
-        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                  auto_offset_reset="earliest")
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         await reader.start()
         try:
             tps = [TopicPartition(self.changelog, p) for p in partitions]
@@ -285,8 +317,13 @@ class AggregateStage:
     # -- processing ----------------------------------------------------------------------
     async def run(self, producer: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
         settings = self.settings
-        options = {"bootstrap_servers": self.bootstrap, "enable_auto_commit": False,
-                   "auto_offset_reset": "earliest", "max_poll_records": 4000, **group_timings()}
+        options = {
+            "bootstrap_servers": self.bootstrap,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": 4000,
+            **group_timings(),
+        }
         if self.group:
             consumer = AIOKafkaConsumer(group_id=f"{settings.app_id}-aggregate", **options)
             self._consumer = consumer
@@ -317,8 +354,9 @@ class AggregateStage:
         finally:
             await consumer.stop()
 
-    async def _process(self, batches: dict[TopicPartition, list[Any]], batcher: Batcher,
-                       producer: AIOKafkaProducer) -> None:
+    async def _process(
+        self, batches: dict[TopicPartition, list[Any]], batcher: Batcher, producer: AIOKafkaProducer
+    ) -> None:
         dirty: dict[int, set[str]] = {}
         windows_out: list[dict[str, Any]] = []
         changes_out: list[Any] = []
@@ -337,22 +375,39 @@ class AggregateStage:
             for uid in evse_uids:
                 evse = state.evses[uid]
                 view = availability(evse, state.stream_time, self.policy)
-                await batcher.add(EVSE_AVAILABILITY, uid.encode(), avro.encode("EvseAvailability", view),
-                                  state.stream_time, partition=partition)
+                await batcher.add(
+                    EVSE_AVAILABILITY,
+                    uid.encode(),
+                    avro.encode("EvseAvailability", view),
+                    state.stream_time,
+                    partition=partition,
+                )
         await batcher.flush()  # outputs first: a crash now re-emits, never loses
         for partition, evse_uids in dirty.items():
             state = self.states[partition]
             for uid in evse_uids:
-                await batcher.add(self.changelog, uid.encode(), orjson.dumps(state.evses[uid].to_json()),
-                                  state.stream_time, partition=partition)
+                await batcher.add(
+                    self.changelog,
+                    uid.encode(),
+                    orjson.dumps(state.evses[uid].to_json()),
+                    state.stream_time,
+                    partition=partition,
+                )
             await batcher.add(self.changelog, META_KEY, state.meta(), state.stream_time, partition=partition)
         await batcher.flush()
         if self.listeners and (windows_out or changes_out):
             for listener in self.listeners:
                 listener(windows_out, changes_out)
 
-    async def _apply(self, state: PartitionState, message: Any, touched: set[str], batcher: Batcher,
-                     windows_out: list[dict[str, Any]], changes_out: list[Any]) -> None:
+    async def _apply(
+        self,
+        state: PartitionState,
+        message: Any,
+        touched: set[str],
+        batcher: Batcher,
+        windows_out: list[dict[str, Any]],
+        changes_out: list[Any],
+    ) -> None:
         record = construct_status(avro.decode("ConnectorStatus", message.value))
         if state.stream_time is None or message.timestamp > state.stream_time:
             state.stream_time = message.timestamp
@@ -372,12 +427,22 @@ class AggregateStage:
         for change in outcome.changes:
             value = change_record(change)
             changes_out.append(value)
-            await batcher.add(CONNECTOR_CHANGES, key, avro.encode("ConnectorChange", value), message.timestamp,
-                              partition=message.partition)
+            await batcher.add(
+                CONNECTOR_CHANGES,
+                key,
+                avro.encode("ConnectorChange", value),
+                message.timestamp,
+                partition=message.partition,
+            )
         for window in outcome.closed_windows:
             windows_out.append(window)
-            await batcher.add(EVSE_AVAILABILITY_WINDOWED, key, avro.encode("EvseAvailabilityWindow", window),
-                              message.timestamp, partition=message.partition)
+            await batcher.add(
+                EVSE_AVAILABILITY_WINDOWED,
+                key,
+                avro.encode("EvseAvailabilityWindow", window),
+                message.timestamp,
+                partition=message.partition,
+            )
 
     def counters(self) -> dict[str, int]:
         total = dict.fromkeys(COUNTERS, 0)
@@ -397,12 +462,25 @@ class AggregateStage:
 def change_record(change: Any) -> dict[str, Any]:
     live, standard, fmt, power_type, max_kw, volts, amps = change.state.attributes
     return {
-        "connectorUid": change.connector_uid, "evseUid": change.evse_uid, "source": change.source,
-        "changeKind": change.kind, "status": change.status, "previousStatus": change.previous_status,
-        "rawStatus": change.state.raw_status, "connectorId": change.state.connector_id, "live": bool(live),
-        "standard": standard, "format": fmt, "powerType": power_type, "maxPowerKw": max_kw, "voltage": volts,
-        "amperage": amps, "powerClass": change.state.power_class, "eventTime": change.event_time,
-        "previousEventTime": change.previous_event_time, "recordTime": change.record_time,
+        "connectorUid": change.connector_uid,
+        "evseUid": change.evse_uid,
+        "source": change.source,
+        "changeKind": change.kind,
+        "status": change.status,
+        "previousStatus": change.previous_status,
+        "rawStatus": change.state.raw_status,
+        "connectorId": change.state.connector_id,
+        "live": bool(live),
+        "standard": standard,
+        "format": fmt,
+        "powerType": power_type,
+        "maxPowerKw": max_kw,
+        "voltage": volts,
+        "amperage": amps,
+        "powerClass": change.state.power_class,
+        "eventTime": change.event_time,
+        "previousEventTime": change.previous_event_time,
+        "recordTime": change.record_time,
     }
 
 
@@ -428,8 +506,9 @@ class _Rebalance(ConsumerRebalanceListener):
 
 @contextlib.asynccontextmanager
 async def producer_for(bootstrap: str, **options: Any) -> Any:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1_048_576,
-                                max_request_size=4_194_304, **options)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1_048_576, max_request_size=4_194_304, **options
+    )
     await producer.start()
     try:
         yield producer
@@ -440,4 +519,3 @@ async def producer_for(bootstrap: str, **options: Any) -> Any:
 def wall_ms() -> int:
     """Wall clock, for the edges only (progress, latency measurement) — never processing."""
     return int(time.time() * 1000)
-

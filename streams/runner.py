@@ -57,8 +57,9 @@ class LogEntry:
 
 def _entry(path: str, line: int, obj: Any) -> LogEntry:
     if not isinstance(obj, dict):
-        return LogEntry(path, line, None, orjson.dumps(obj), None,
-                        Rejection("not_an_object", "log entry must be an object"))
+        return LogEntry(
+            path, line, None, orjson.dumps(obj), None, Rejection("not_an_object", "log entry must be an object")
+        )
     source = obj.get("source")
     payload = obj.get("payload")
     if isinstance(payload, str):
@@ -68,9 +69,16 @@ def _entry(path: str, line: int, obj: Any) -> LogEntry:
     else:
         raw = orjson.dumps(payload)
     if source not in REGISTRY:
-        return LogEntry(path, line, None, raw, None,
-                        Rejection("unrecognized_document",
-                                  f"unknown source {source!r}; valid sources: {', '.join(sorted(REGISTRY))}"))
+        return LogEntry(
+            path,
+            line,
+            None,
+            raw,
+            None,
+            Rejection(
+                "unrecognized_document", f"unknown source {source!r}; valid sources: {', '.join(sorted(REGISTRY))}"
+            ),
+        )
     if payload is None:
         return LogEntry(path, line, source, b"", None, Rejection("missing_id", "log entry has no payload"))
     try:
@@ -95,8 +103,14 @@ def read_log(path: Path) -> Iterator[LogEntry]:
             try:
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                yield LogEntry(str(path), index, None, line.rstrip(b"\n"), None,
-                               Rejection("malformed_json", f"line {index}: {exc}"))
+                yield LogEntry(
+                    str(path),
+                    index,
+                    None,
+                    line.rstrip(b"\n"),
+                    None,
+                    Rejection("malformed_json", f"line {index}: {exc}"),
+                )
                 continue
             yield _entry(str(path), index, obj)
 
@@ -132,8 +146,14 @@ async def publish(
     started = time.monotonic()
     async with producer_for(bootstrap) as producer:
         batcher = Batcher(producer, partitions)
-        with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      disable=not progress, transient=True) as bar:
+        with Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not progress,
+            transient=True,
+        ) as bar:
             task = bar.add_task("replay", total=len(entries))
             for index, entry in enumerate(entries):
                 timestamp = entry.timestamp_ms if entry.timestamp_ms is not None else int(time.time() * 1000)
@@ -167,14 +187,26 @@ async def _note_offsets(batcher: Batcher, report: ReplayReport) -> None:
 
 def _replay_dead_letter(entry: LogEntry, timestamp: int) -> bytes:
     assert entry.error is not None
-    return avro.encode("DeadLetter", {
-        "source": entry.source, "topic": entry.path, "partition": 0, "offset": entry.line, "timestamp": timestamp,
-        "key": None, "payload": entry.payload, "errorKind": entry.error.kind, "errorMessage": entry.error.message,
-        "path": None, "stage": "replay",
-    })
+    return avro.encode(
+        "DeadLetter",
+        {
+            "source": entry.source,
+            "topic": entry.path,
+            "partition": 0,
+            "offset": entry.line,
+            "timestamp": timestamp,
+            "key": None,
+            "payload": entry.payload,
+            "errorKind": entry.error.kind,
+            "errorMessage": entry.error.message,
+            "path": None,
+            "stage": "replay",
+        },
+    )
 
 
 # --- the whole pipeline in one process ------------------------------------------------------
+
 
 @dataclass
 class LocalPipeline:
@@ -197,14 +229,19 @@ class LocalPipeline:
         self.produced[partition] = max(self.produced.get(partition, -1), offset)
 
     async def start(self) -> None:
-        await ensure_topics(self.bootstrap, topic_specs(self.settings.app_id,
-                                                        int(self.settings.window_retention_seconds * 1000)),
-                            self.settings.partitions, self.settings.replication_factor)
+        await ensure_topics(
+            self.bootstrap,
+            topic_specs(self.settings.app_id, int(self.settings.window_retention_seconds * 1000)),
+            self.settings.partitions,
+            self.settings.replication_factor,
+        )
         self._producer_cm = producer_for(self.bootstrap)
         producer = await self._producer_cm.__aenter__()
         ready = [asyncio.Event(), asyncio.Event()]
-        self.tasks = [asyncio.create_task(self.normalize.run(producer, ready[0]), name="normalize"),
-                      asyncio.create_task(self.aggregate.run(producer, ready[1]), name="aggregate")]
+        self.tasks = [
+            asyncio.create_task(self.normalize.run(producer, ready[0]), name="normalize"),
+            asyncio.create_task(self.aggregate.run(producer, ready[1]), name="aggregate"),
+        ]
         waiter = asyncio.gather(ready[0].wait(), ready[1].wait())
         done, _ = await asyncio.wait([*self.tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
         for task in self.tasks:
@@ -218,8 +255,9 @@ class LocalPipeline:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._raise_if_failed()
-            stage1_done = all(self.normalize.positions.get(TopicPartition(t, p), 0) >= end
-                              for (t, p), end in raw_end_offsets.items())
+            stage1_done = all(
+                self.normalize.positions.get(TopicPartition(t, p), 0) >= end for (t, p), end in raw_end_offsets.items()
+            )
             if stage1_done:
                 offsets = self.aggregate.processed_offsets()
                 if all(offsets.get(p, -1) >= last for p, last in self.produced.items()):
@@ -245,11 +283,19 @@ class LocalPipeline:
         counters = self.aggregate.counters()
         s1 = self.normalize.stats
         return {
-            "accepted": counters["accepted"], "duplicates": counters["duplicates"], "stale": counters["stale"],
-            "skipped": s1.skipped, "rejected": s1.rejected, "late": counters["late"],
-            "removedBySnapshot": counters["removedBySnapshot"], "evseScopeUnmatched": counters["evseScopeUnmatched"],
-            "rawRecords": s1.rawRecords, "statusRecords": s1.statusRecords,
-            "skippedByReason": s1.skippedByReason, "rejectedByKind": s1.rejectedByKind, "warnings": s1.warnings,
+            "accepted": counters["accepted"],
+            "duplicates": counters["duplicates"],
+            "stale": counters["stale"],
+            "skipped": s1.skipped,
+            "rejected": s1.rejected,
+            "late": counters["late"],
+            "removedBySnapshot": counters["removedBySnapshot"],
+            "evseScopeUnmatched": counters["evseScopeUnmatched"],
+            "rawRecords": s1.rawRecords,
+            "statusRecords": s1.statusRecords,
+            "skippedByReason": s1.skippedByReason,
+            "rejectedByKind": s1.rejectedByKind,
+            "warnings": s1.warnings,
         }
 
     def evses(self) -> list[dict[str, Any]]:
@@ -257,8 +303,11 @@ class LocalPipeline:
         from .core import availability
 
         stream_time = self.aggregate.stream_time()
-        views = [availability(evse, stream_time, self.aggregate.policy)
-                 for state in self.aggregate.states.values() for evse in state.evses.values()]
+        views = [
+            availability(evse, stream_time, self.aggregate.policy)
+            for state in self.aggregate.states.values()
+            for evse in state.evses.values()
+        ]
         return sorted((_as_published("EvseAvailability", v) for v in views), key=lambda v: v["evseUid"])
 
 

@@ -52,46 +52,112 @@ def render(evse: SimEvse, now_ms: int) -> dict[str, Any]:
     ts = _iso(now_ms)
     i = evse.index
     if evse.source == "ocpi":
-        return {"country_code": "NL", "party_id": "SIM", "uid": f"E{i}", "evse_id": f"NL*SIM*E{i}",
-                "status": evse.statuses[0], "last_updated": ts,
-                "coordinates": {"latitude": f"{evse.lat:.5f}", "longitude": f"{evse.lon:.5f}"},
-                "connectors": [{"id": str(k + 1), "standard": "IEC_62196_T2", "format": "SOCKET",
-                                "power_type": "AC_3_PHASE", "max_electric_power": int(evse.power_kw * 1000),
-                                "last_updated": ts} for k in range(len(evse.statuses))]}
+        return {
+            "country_code": "NL",
+            "party_id": "SIM",
+            "uid": f"E{i}",
+            "evse_id": f"NL*SIM*E{i}",
+            "status": evse.statuses[0],
+            "last_updated": ts,
+            "coordinates": {"latitude": f"{evse.lat:.5f}", "longitude": f"{evse.lon:.5f}"},
+            "connectors": [
+                {
+                    "id": str(k + 1),
+                    "standard": "IEC_62196_T2",
+                    "format": "SOCKET",
+                    "power_type": "AC_3_PHASE",
+                    "max_electric_power": int(evse.power_kw * 1000),
+                    "last_updated": ts,
+                }
+                for k in range(len(evse.statuses))
+            ],
+        }
     if evse.source == "ocm":
-        return {"ID": 800000 + i, "DateLastStatusUpdate": ts,
-                "AddressInfo": {"Title": f"Sim car park {i}", "Town": evse.city, "Latitude": evse.lat,
-                                "Longitude": evse.lon},
-                "Connections": [{"ID": 8_000_000 + i * 10 + k, "ConnectionTypeID": 33,
-                                 "StatusTypeID": OCM_STATUS[s], "PowerKW": evse.power_kw, "CurrentTypeID": 30}
-                                for k, s in enumerate(evse.statuses)]}
+        return {
+            "ID": 800000 + i,
+            "DateLastStatusUpdate": ts,
+            "AddressInfo": {
+                "Title": f"Sim car park {i}",
+                "Town": evse.city,
+                "Latitude": evse.lat,
+                "Longitude": evse.lon,
+            },
+            "Connections": [
+                {
+                    "ID": 8_000_000 + i * 10 + k,
+                    "ConnectionTypeID": 33,
+                    "StatusTypeID": OCM_STATUS[s],
+                    "PowerKW": evse.power_kw,
+                    "CurrentTypeID": 30,
+                }
+                for k, s in enumerate(evse.statuses)
+            ],
+        }
     if evse.source == "here":
         counts = {s: evse.statuses.count(s) for s in set(evse.statuses)}
-        return {"id": f"sim-{i}", "lastUpdateTimestamp": ts, "name": f"Sim station {i}",
-                "position": {"latitude": evse.lat, "longitude": evse.lon}, "address": {"city": evse.city},
-                "connectors": {"connector": [{
-                    "connectorType": {"id": "34"}, "maxPowerLevel": evse.power_kw, "fixedCable": True,
-                    "chargingPoint": {"numberOfConnectors": len(evse.statuses), "voltsRange": "200-920V DC",
-                                      "numberOfAvailable": counts.get("AVAILABLE", 0),
-                                      "numberOfInUse": counts.get("CHARGING", 0),
-                                      "numberOfReserved": counts.get("RESERVED", 0),
-                                      "numberOfOutOfService": counts.get("OUTOFORDER", 0),
-                                      "lastUpdateTimestamp": ts}}]}}
-    return {"_id": f"sim-cs-{i}", "protocol": "ocpp1.6", "online": True, "updatedAt": ts,
-            "coordinates": [evse.lon, evse.lat],
-            "connectors": [{"_id": f"sim-c-{i}-{k + 1}", "ocppId": k + 1, "active": True,
-                            "status": EDRV_STATUS[s], "type": "Type2", "format": "Socket",
-                            "power_type": "AC_3_PHASE", "power": evse.power_kw, "updatedAt": ts}
-                           for k, s in enumerate(evse.statuses)]}
+        return {
+            "id": f"sim-{i}",
+            "lastUpdateTimestamp": ts,
+            "name": f"Sim station {i}",
+            "position": {"latitude": evse.lat, "longitude": evse.lon},
+            "address": {"city": evse.city},
+            "connectors": {
+                "connector": [
+                    {
+                        "connectorType": {"id": "34"},
+                        "maxPowerLevel": evse.power_kw,
+                        "fixedCable": True,
+                        "chargingPoint": {
+                            "numberOfConnectors": len(evse.statuses),
+                            "voltsRange": "200-920V DC",
+                            "numberOfAvailable": counts.get("AVAILABLE", 0),
+                            "numberOfInUse": counts.get("CHARGING", 0),
+                            "numberOfReserved": counts.get("RESERVED", 0),
+                            "numberOfOutOfService": counts.get("OUTOFORDER", 0),
+                            "lastUpdateTimestamp": ts,
+                        },
+                    }
+                ]
+            },
+        }
+    return {
+        "_id": f"sim-cs-{i}",
+        "protocol": "ocpp1.6",
+        "online": True,
+        "updatedAt": ts,
+        "coordinates": [evse.lon, evse.lat],
+        "connectors": [
+            {
+                "_id": f"sim-c-{i}-{k + 1}",
+                "ocppId": k + 1,
+                "active": True,
+                "status": EDRV_STATUS[s],
+                "type": "Type2",
+                "format": "Socket",
+                "power_type": "AC_3_PHASE",
+                "power": evse.power_kw,
+                "updatedAt": ts,
+            }
+            for k, s in enumerate(evse.statuses)
+        ],
+    }
 
 
 def make_evses(count: int, rng: random.Random) -> list[SimEvse]:
     evses = []
     for i in range(count):
         city, lat, lon = CITIES[i % len(CITIES)]
-        evses.append(SimEvse(i, SOURCES[i % len(SOURCES)], ["AVAILABLE"] * rng.choice([1, 2, 2, 4]),
-                             lat + rng.uniform(-0.05, 0.05), lon + rng.uniform(-0.05, 0.05), city,
-                             rng.choice([11.0, 22.0, 50.0, 150.0, 350.0])))
+        evses.append(
+            SimEvse(
+                i,
+                SOURCES[i % len(SOURCES)],
+                ["AVAILABLE"] * rng.choice([1, 2, 2, 4]),
+                lat + rng.uniform(-0.05, 0.05),
+                lon + rng.uniform(-0.05, 0.05),
+                city,
+                rng.choice([11.0, 22.0, 50.0, 150.0, 350.0]),
+            )
+        )
     return evses
 
 
@@ -116,8 +182,9 @@ def feed(evse_count: int, seed: int = 7) -> Iterator[tuple[str, bytes, bytes]]:
         yield evse.source, f"sim-{evse.index}".encode(), orjson.dumps(render(evse, int(time.time() * 1000)))
 
 
-async def run_simulation(bootstrap: str, evse_count: int, rate: float, duration: float | None = None,
-                         seed: int = 7) -> int:
+async def run_simulation(
+    bootstrap: str, evse_count: int, rate: float, duration: float | None = None, seed: int = 7
+) -> int:
     """Publish the feed at ``rate`` records/s (for ``duration`` s, or until cancelled)."""
     from .engine import producer_for
     from .topics import RAW_TOPICS
@@ -134,3 +201,20 @@ async def run_simulation(bootstrap: str, evse_count: int, rate: float, duration:
             if delay > 0:
                 await asyncio.sleep(delay)
     return sent
+
+
+def make_log(
+    evse_count: int, records: int, seed: int = 7, start_ms: int = 1_772_359_200_000, step_ms: int = 1000
+) -> list[dict[str, Any]]:
+    """A deterministic replay log (``{"source", "timestamp", "payload"}`` entries) with
+    synthetic times: the same arguments always give the same log."""
+    rng = random.Random(seed)
+    evses = make_evses(evse_count, rng)
+    entries = []
+    for n in range(records):
+        evse = evses[n] if n < len(evses) else rng.choice(evses)
+        if n >= len(evses):
+            step(evse, rng)
+        now = start_ms + n * step_ms
+        entries.append({"source": evse.source, "timestamp": now, "payload": render(evse, now)})
+    return entries

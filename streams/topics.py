@@ -74,8 +74,9 @@ async def read_to_end(
     The end is taken from fetch high watermarks, not ListOffsets: the embedded broker's
     ListOffsets is wrong for multi-record batches (STACK.md), fetch high watermarks are not.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", **client)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **client
+    )
     await consumer.start()
     try:
         if partitions is None:

@@ -29,8 +29,11 @@ def build_app(pipeline: LocalPipeline, api_token: str | None = None) -> web.Appl
 
     def views() -> list[dict[str, Any]]:
         stream_time = aggregate.stream_time()
-        return [_as_published("EvseAvailability", availability(evse, stream_time, aggregate.policy))
-                for state in list(aggregate.states.values()) for evse in list(state.evses.values())]
+        return [
+            _as_published("EvseAvailability", availability(evse, stream_time, aggregate.policy))
+            for state in list(aggregate.states.values())
+            for evse in list(state.evses.values())
+        ]
 
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -42,12 +45,16 @@ def build_app(pipeline: LocalPipeline, api_token: str | None = None) -> web.Appl
     async def health(_: web.Request) -> web.Response:
         failed = [t.get_name() for t in pipeline.tasks if t.done()]
         status = 503 if failed else 200
-        return web.json_response({"status": "ok" if not failed else "degraded", "stoppedStages": failed},
-                                 status=status)
+        return web.json_response({"status": "ok" if not failed else "degraded", "stoppedStages": failed}, status=status)
 
     async def stats(_: web.Request) -> web.Response:
-        return web.json_response({**pipeline.stats(), "partitionsOwned": sorted(aggregate.states),
-                                  "evses": sum(len(s.evses) for s in aggregate.states.values())})
+        return web.json_response(
+            {
+                **pipeline.stats(),
+                "partitionsOwned": sorted(aggregate.states),
+                "evses": sum(len(s.evses) for s in aggregate.states.values()),
+            }
+        )
 
     async def evse_list(request: web.Request) -> web.Response:
         query = request.query
@@ -71,7 +78,7 @@ def build_app(pipeline: LocalPipeline, api_token: str | None = None) -> web.Appl
             items = [v for v in items if v["available"] >= min_available]
         if stale is not None:
             items = [v for v in items if v["stale"] == (stale == "true")]
-        return web.json_response({"total": len(items), "items": items[offset:offset + limit]})
+        return web.json_response({"total": len(items), "items": items[offset : offset + limit]})
 
     async def evse_one(request: web.Request) -> web.Response:
         uid = request.match_info["evseUid"]
@@ -94,11 +101,16 @@ def build_app(pipeline: LocalPipeline, api_token: str | None = None) -> web.Appl
         return web.FileResponse(STATIC / "index.html")
 
     app = web.Application(middlewares=[auth])
-    app.add_routes([
-        web.get("/api/health", health), web.get("/api/stats", stats), web.get("/api/evse", evse_list),
-        web.get("/api/evse/{evseUid}", evse_one), web.get("/api/connectors/{connectorUid}", connector_one),
-        web.get("/", dashboard),
-    ])
+    app.add_routes(
+        [
+            web.get("/api/health", health),
+            web.get("/api/stats", stats),
+            web.get("/api/evse", evse_list),
+            web.get("/api/evse/{evseUid}", evse_one),
+            web.get("/api/connectors/{connectorUid}", connector_one),
+            web.get("/", dashboard),
+        ]
+    )
     return app
 
 

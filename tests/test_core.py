@@ -14,15 +14,36 @@ T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 MIN = 60_000
 
 
-def rec(uid: str, status: str, minute: float, *, evse: str = "ocpi:E", record_minute: float | None = None,
-        scope: str = "CONNECTOR", snapshot: list[str] | None = None, raw: str | None = None, **attrs) -> ConnectorStatus:
+def rec(
+    uid: str,
+    status: str,
+    minute: float,
+    *,
+    evse: str = "ocpi:E",
+    record_minute: float | None = None,
+    scope: str = "CONNECTOR",
+    snapshot: list[str] | None = None,
+    raw: str | None = None,
+    **attrs,
+) -> ConnectorStatus:
     event = T0 + timedelta(minutes=minute)
     record = T0 + timedelta(minutes=minute if record_minute is None else record_minute)
     values = {
-        "source": "ocpi", "connectorUid": uid, "evseUid": evse, "scope": scope, "status": status,
-        "rawStatus": raw or status, "live": True, "eventTime": event, "eventTimeSource": "SOURCE",
-        "recordTime": record, "snapshotConnectorUids": snapshot, "standard": "IEC_62196_T2", "maxPowerKw": 22.0,
-        "powerClass": 3, **attrs,
+        "source": "ocpi",
+        "connectorUid": uid,
+        "evseUid": evse,
+        "scope": scope,
+        "status": status,
+        "rawStatus": raw or status,
+        "live": True,
+        "eventTime": event,
+        "eventTimeSource": "SOURCE",
+        "recordTime": record,
+        "snapshotConnectorUids": snapshot,
+        "standard": "IEC_62196_T2",
+        "maxPowerKw": 22.0,
+        "powerClass": 3,
+        **attrs,
     }
     return ConnectorStatus.model_validate(values)
 
@@ -46,7 +67,10 @@ def counters(outcomes) -> dict[str, int]:
 
 def test_duplicates_and_stale_are_dropped_and_counted() -> None:
     evse, outcomes = run(
-        rec("c1", "AVAILABLE", 0), rec("c1", "AVAILABLE", 1), rec("c1", "CHARGING", 2), rec("c1", "AVAILABLE", 1.5),
+        rec("c1", "AVAILABLE", 0),
+        rec("c1", "AVAILABLE", 1),
+        rec("c1", "CHARGING", 2),
+        rec("c1", "AVAILABLE", 1.5),
     )
     assert [len(o.changes) for o in outcomes] == [1, 0, 1, 0]
     assert counters(outcomes) == {"accepted": 2, "duplicates": 1, "stale": 1}
@@ -75,7 +99,9 @@ def test_attribute_change_is_a_change() -> None:
 
 
 def test_equal_event_times_later_record_wins() -> None:
-    evse, outcomes = run(rec("c1", "AVAILABLE", 0), rec("c1", "CHARGING", 0), rec("c1", "RESERVED", 0, record_minute=-1))
+    evse, outcomes = run(
+        rec("c1", "AVAILABLE", 0), rec("c1", "CHARGING", 0), rec("c1", "RESERVED", 0, record_minute=-1)
+    )
     assert evse.connectors["c1"].status == "CHARGING"  # same event time: later in log wins
     assert counters(outcomes) == {"accepted": 2, "stale": 1}  # older record time at equal event time
 
@@ -87,13 +113,15 @@ def test_last_update_never_goes_backwards() -> None:
 
 def test_snapshot_removes_connectors_it_no_longer_lists() -> None:
     evse, outcomes = run(
-        rec("c1", "AVAILABLE", 0, snapshot=["c1", "c2"]), rec("c2", "AVAILABLE", 0, snapshot=["c1", "c2"]),
+        rec("c1", "AVAILABLE", 0, snapshot=["c1", "c2"]),
+        rec("c2", "AVAILABLE", 0, snapshot=["c1", "c2"]),
         rec("c1", "CHARGING", 3, snapshot=["c1"]),
     )
     assert evse.connectors["c2"].status == "REMOVED"
     removal = [c for c in outcomes[2].changes if c.kind == "REMOVED_BY_SNAPSHOT"]
     assert [(c.connector_uid, c.event_time, c.previous_status) for c in removal] == [
-        ("c2", to_millis(T0 + timedelta(minutes=3)), "AVAILABLE")]
+        ("c2", to_millis(T0 + timedelta(minutes=3)), "AVAILABLE")
+    ]
     view = availability(evse, None, POLICY)
     assert (view["connectorsTotal"], view["available"], view["statusCounts"]["REMOVED"]) == (1, 0, 1)
 
@@ -104,8 +132,11 @@ def test_older_snapshot_does_not_remove_a_newer_connector() -> None:
 
 
 def test_evse_scope_applies_to_known_connectors() -> None:
-    evse, outcomes = run(rec("c1", "AVAILABLE", 0), rec("c2", "AVAILABLE", 0),
-                         rec("ocpi:E#*", "OUTOFORDER", 1, scope="EVSE", standard=None))
+    evse, outcomes = run(
+        rec("c1", "AVAILABLE", 0),
+        rec("c2", "AVAILABLE", 0),
+        rec("ocpi:E#*", "OUTOFORDER", 1, scope="EVSE", standard=None),
+    )
     assert {uid: c.status for uid, c in evse.connectors.items()} == {"c1": "OUTOFORDER", "c2": "OUTOFORDER"}
     assert evse.connectors["c1"].attributes[1] == "IEC_62196_T2"  # attributes kept
     assert len(outcomes[2].changes) == 2
@@ -117,11 +148,16 @@ def test_empty_evse_snapshot_removes_everything() -> None:
 
 
 def test_availability_breakdowns_and_staleness() -> None:
-    evse, _ = run(rec("c1", "AVAILABLE", 0, maxPowerKw=150.0, powerClass=4, standard="IEC_62196_T2_COMBO"),
-                  rec("c2", "CHARGING", 0), rec("c3", "AVAILABLE", 0))
+    evse, _ = run(
+        rec("c1", "AVAILABLE", 0, maxPowerKw=150.0, powerClass=4, standard="IEC_62196_T2_COMBO"),
+        rec("c2", "CHARGING", 0),
+        rec("c3", "AVAILABLE", 0),
+    )
     view = availability(evse, to_millis(T0 + timedelta(minutes=29)), POLICY)
-    assert view["byStandard"] == {"IEC_62196_T2_COMBO": {"total": 1, "available": 1},
-                                  "IEC_62196_T2": {"total": 2, "available": 1}}
+    assert view["byStandard"] == {
+        "IEC_62196_T2_COMBO": {"total": 1, "available": 1},
+        "IEC_62196_T2": {"total": 2, "available": 1},
+    }
     assert view["byPowerClass"] == {"4": {"total": 1, "available": 1}, "3": {"total": 2, "available": 1}}
     assert view["maxAvailablePowerKw"] == 150.0 and view["stale"] is False
     assert availability(evse, to_millis(T0 + timedelta(minutes=31)), POLICY)["stale"] is True
@@ -139,8 +175,9 @@ def test_state_survives_json_round_trip() -> None:
 
 def test_window_closes_on_watermark_with_time_weighted_share() -> None:
     # c1 AVAILABLE from 10:00, c2 CHARGING from 10:00; c2 becomes AVAILABLE at 10:03; 10:06 closes [10:00,10:05)
-    evse, outcomes = run(rec("c1", "AVAILABLE", 0), rec("c2", "CHARGING", 0), rec("c2", "AVAILABLE", 3),
-                         rec("c1", "AVAILABLE", 6))
+    _evse, outcomes = run(
+        rec("c1", "AVAILABLE", 0), rec("c2", "CHARGING", 0), rec("c2", "AVAILABLE", 3), rec("c1", "AVAILABLE", 6)
+    )
     closed = [w for o in outcomes for w in o.closed_windows]
     assert len(closed) == 1
     window = closed[0]
@@ -153,8 +190,9 @@ def test_window_closes_on_watermark_with_time_weighted_share() -> None:
 
 
 def test_state_is_carried_into_the_next_window_and_late_records_are_counted() -> None:
-    evse, outcomes = run(rec("c1", "AVAILABLE", 0), rec("c1", "CHARGING", 7), rec("c2", "AVAILABLE", 12),
-                         rec("c3", "AVAILABLE", 2))
+    evse, outcomes = run(
+        rec("c1", "AVAILABLE", 0), rec("c1", "CHARGING", 7), rec("c2", "AVAILABLE", 12), rec("c3", "AVAILABLE", 2)
+    )
     closed = [w for o in outcomes for w in o.closed_windows]
     second = closed[1]
     assert second["windowStart"] == to_millis(T0) + 5 * MIN
@@ -167,8 +205,13 @@ def test_state_is_carried_into_the_next_window_and_late_records_are_counted() ->
 
 def test_grace_keeps_a_window_open() -> None:
     policy = Policy(window_ms=5 * MIN, grace_ms=2 * MIN)
-    _, outcomes = run(rec("c1", "AVAILABLE", 0), rec("c1", "CHARGING", 6), rec("c2", "AVAILABLE", 4),
-                      rec("c1", "AVAILABLE", 7), policy=policy)
+    _, outcomes = run(
+        rec("c1", "AVAILABLE", 0),
+        rec("c1", "CHARGING", 6),
+        rec("c2", "AVAILABLE", 4),
+        rec("c1", "AVAILABLE", 7),
+        policy=policy,
+    )
     assert "late" not in outcomes[2].counters
     closed = [w for o in outcomes for w in o.closed_windows]
     assert len(closed) == 1 and closed[0]["changes"] == 2  # c1 NEW and c2 NEW (the latter within grace)

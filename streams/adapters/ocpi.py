@@ -74,8 +74,19 @@ STATUS_TABLE: dict[str, Status] = {
 _OFFLINE_KEEPS = frozenset({Status.REMOVED, Status.PLANNED, Status.INOPERATIVE, Status.OUTOFORDER})
 _FLAG_KEYS = frozenset({"is_published", "is_enabled", "online"})
 #: Keys whose presence marks a camelCase (non-conforming) object, e.g. the voltrelli feed.
-_CAMEL_MARKERS = ("lastUpdated", "evseUid", "evseId", "powerType", "maxVoltage", "connectorId", "countryCode",
-                  "partyId", "isEnabled", "isPublished", "maxElectricPower")
+_CAMEL_MARKERS = (
+    "lastUpdated",
+    "evseUid",
+    "evseId",
+    "powerType",
+    "maxVoltage",
+    "connectorId",
+    "countryCode",
+    "partyId",
+    "isEnabled",
+    "isPublished",
+    "maxElectricPower",
+)
 
 
 def _snake_key(key: str) -> str:

@@ -1,0 +1,166 @@
+"""The whole pipeline through a real (embedded) Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import fastavro
+import orjson
+import pytest
+
+from streams import avro
+from streams.config import Settings
+from streams.runner import LocalPipeline, publish, read_windows, snapshot
+from streams.topics import CONNECTOR_CHANGES, CONNECTOR_STATUS, DLQ, EVSE_AVAILABILITY, read_to_end
+
+from ..helpers import FIXTURES
+
+pytestmark = pytest.mark.integration
+LOG = FIXTURES / "replay_log.jsonl"
+
+
+async def run_log(bootstrap: str, paths: list[Path], partitions: int) -> tuple[LocalPipeline, dict]:
+    pipeline = LocalPipeline(Settings(partitions=partitions), bootstrap)
+    await pipeline.start()
+    try:
+        report = await publish(bootstrap, paths, partitions, progress=False)
+        await pipeline.wait_processed(report.raw_end_offsets, timeout=60)
+        stats = pipeline.stats()
+        stats["rejected"] += report.dead_letters
+        return pipeline, {"evses": pipeline.evses(), "windows": await read_windows(bootstrap), "stats": stats}
+    finally:
+        await pipeline.stop()
+
+
+def by_uid(evses: list[dict]) -> dict[str, dict]:
+    return {e["evseUid"]: e for e in evses}
+
+
+async def test_replayed_log_gives_exactly_the_expected_tables(broker) -> None:
+    _, result = await run_log(broker.bootstrap, [LOG], partitions=3)
+    stats = result["stats"]
+    assert {k: stats[k] for k in ("accepted", "duplicates", "stale", "skipped", "rejected", "late")} == {
+        "accepted": 12,
+        "duplicates": 3,
+        "stale": 2,
+        "skipped": 1,
+        "rejected": 4,
+        "late": 1,
+    }
+    assert stats["removedBySnapshot"] == 1
+    evses = by_uid(result["evses"])
+    assert sorted(evses) == ["edrv:cs1", "here:h1", "ocm:77", "ocpi:NL:PLG:E1"]
+
+    e1 = evses["ocpi:NL:PLG:E1"]
+    assert (e1["connectorsTotal"], e1["available"], e1["statusCounts"]["REMOVED"]) == (1, 1, 1)
+    assert e1["lastUpdateTimestamp"] == "2026-03-01T10:11:00.000Z"
+    assert {c["connectorUid"]: c["status"] for c in e1["connectors"]} == {
+        "ocpi:NL:PLG:E1#1": "AVAILABLE",
+        "ocpi:NL:PLG:E1#2": "REMOVED",
+    }
+    assert e1["byStandard"] == {"IEC_62196_T2": {"total": 1, "available": 1}}
+
+    cs1 = evses["edrv:cs1"]
+    assert {c["connectorUid"]: c["status"] for c in cs1["connectors"]} == {
+        "edrv:c1": "RESERVED",
+        "edrv:c2": "AVAILABLE",
+    }
+    assert cs1["lastUpdateTimestamp"] == "2026-03-01T10:12:00.000Z"  # the late c2 (10:06) never moves it back
+    assert (cs1["available"], cs1["connectorsTotal"]) == (1, 2)
+
+    assert evses["ocm:77"]["statusCounts"]["AVAILABLE"] == 2
+    h1 = evses["here:h1"]
+    assert (h1["available"], h1["statusCounts"]["CHARGING"], h1["lastUpdateTimestamp"]) == (
+        1,
+        1,
+        "2026-03-01T10:05:00.000Z",
+    )
+    assert all(e["stale"] is False and e["streamTime"] == "2026-03-01T10:13:00.000Z" for e in evses.values())
+
+    windows = {(w["evseUid"], w["windowStart"]): w for w in result["windows"]}
+    assert sorted(windows) == [("edrv:cs1", "2026-03-01T10:00:00.000Z"), ("ocpi:NL:PLG:E1", "2026-03-01T10:00:00.000Z")]
+    e1w = windows[("ocpi:NL:PLG:E1", "2026-03-01T10:00:00.000Z")]
+    assert (e1w["changes"], e1w["available"], e1w["minAvailable"], e1w["maxAvailable"]) == (4, 0, 0, 2)
+    assert e1w["availableShare"] == pytest.approx(0.75)
+    assert e1w["lastUpdateTimestamp"] == "2026-03-01T10:03:00.000Z"
+    cs1w = windows[("edrv:cs1", "2026-03-01T10:00:00.000Z")]
+    assert (cs1w["changes"], cs1w["availableShare"]) == (1, 0.0)
+
+
+async def test_dead_letters_keep_original_bytes_and_offsets(broker) -> None:
+    await run_log(broker.bootstrap, [LOG], partitions=2)
+    letters = [
+        avro.decode("DeadLetter", m.value) for ms in (await read_to_end(broker.bootstrap, DLQ)).values() for m in ms
+    ]
+    kinds = sorted((d["stage"], d["errorKind"]) for d in letters)
+    assert kinds == [
+        ("normalize", "absurd_value"),
+        ("normalize", "malformed_json"),
+        ("replay", "malformed_json"),
+        ("replay", "unrecognized_document"),
+    ]
+    broken = next(d for d in letters if d["stage"] == "normalize" and d["errorKind"] == "malformed_json")
+    assert broken["payload"] == b"{not json" and broken["topic"] == "raw.ocm" and broken["source"] == "ocm"
+    assert broken["offset"] >= 0 and broken["timestamp"] is not None
+    line = next(d for d in letters if d["stage"] == "replay" and d["errorKind"] == "malformed_json")
+    assert line["payload"] == b"this line is not JSON at all" and line["offset"] == 10
+
+
+async def test_same_log_same_tables_whatever_the_partition_count(broker) -> None:
+    from streams.broker import EmbeddedBroker
+
+    _, one = await run_log(broker.bootstrap, [LOG], partitions=1)
+    with EmbeddedBroker() as other:
+        _, four = await run_log(other.bootstrap, [LOG], partitions=4)
+    assert one["evses"] == four["evses"]
+    assert one["windows"] == four["windows"]
+    assert one["stats"] == four["stats"]
+
+
+async def test_snapshot_rebuilds_the_dumped_view(broker) -> None:
+    _, result = await run_log(broker.bootstrap, [LOG], partitions=3)
+    assert (await snapshot(broker.bootstrap))["evses"] == result["evses"]
+
+
+async def test_outputs_decode_with_the_avsc_files_as_a_plain_consumer_would(broker) -> None:
+    await run_log(broker.bootstrap, [LOG], partitions=2)
+    seen: dict[str, list] = {}
+    for topic, name in [
+        (CONNECTOR_STATUS, "ConnectorStatus"),
+        (CONNECTOR_CHANGES, "ConnectorChange"),
+        (EVSE_AVAILABILITY, "EvseAvailability"),
+    ]:
+        schema = fastavro.parse_schema(
+            orjson.loads((avro.schema_dir() / f"plugstream.{name}.avsc").read_bytes()), named_schemas=_named_types()
+        )
+        seen[topic] = []
+        for messages in (await read_to_end(broker.bootstrap, topic)).values():
+            for message in messages:
+                value = fastavro.schemaless_reader(io.BytesIO(message.value), schema, None)
+                assert message.key.decode() == value["evseUid"]
+                seen[topic].append(value)
+    assert len(seen[CONNECTOR_STATUS]) == 17  # every canonical record of the log (c0 skipped)
+    changes = seen[CONNECTOR_CHANGES]
+    assert len(changes) == 13  # 12 accepted + 1 snapshot removal
+    removal = next(c for c in changes if c["changeKind"] == "REMOVED_BY_SNAPSHOT")
+    assert (removal["connectorUid"], removal["previousStatus"]) == ("ocpi:NL:PLG:E1#2", "AVAILABLE")
+    c1 = sorted((c for c in changes if c["connectorUid"] == "edrv:c1"), key=lambda c: c["recordTime"])
+    assert [c["status"] for c in c1] == ["CHARGING", "AVAILABLE", "RESERVED"]
+    assert {v["evseUid"] for v in seen[EVSE_AVAILABILITY]} == {"edrv:cs1", "here:h1", "ocm:77", "ocpi:NL:PLG:E1"}
+
+
+def _named_types() -> dict:
+    """The shared enum/record files, loaded the way any Avro tool would: by their names."""
+    named: dict = {}
+    pending = sorted(avro.schema_dir().glob("*.avsc"))
+    while pending:  # parse in dependency order
+        retry = []
+        for path in pending:
+            try:
+                fastavro.parse_schema(orjson.loads(path.read_bytes()), named_schemas=named)
+            except fastavro.schema.UnknownType:
+                retry.append(path)
+        assert len(retry) < len(pending)
+        pending = retry
+    return named
