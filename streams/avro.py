@@ -53,23 +53,16 @@ def encode(name: str, record: dict[str, Any], schema_id: int | None = None) -> b
     return buffer.getvalue()
 
 
-def decode(name: str, payload: bytes) -> dict[str, Any]:
-    """Decode schemaless or Confluent-framed bytes (detected by the magic byte)."""
+def decode(name: str, payload: bytes, framed: bool = False) -> dict[str, Any]:
+    """Decode schemaless bytes, or Confluent-framed bytes when ``framed`` (magic byte 0 +
+    4-byte schema id). Framing is a property of the topic's configuration, never guessed:
+    schemaless records often start with byte 0 too."""
     buffer = io.BytesIO(payload)
-    if len(payload) > 5 and payload[0] == 0 and _looks_framed(name, payload):
-        buffer.seek(5)
+    if framed:
+        magic, _schema_id = _CONFLUENT.unpack(buffer.read(5))
+        if magic != 0:
+            raise ValueError(f"not Confluent wire format (magic byte {magic})")
     return fastavro.schemaless_reader(buffer, schema(name), None)
-
-
-def _looks_framed(name: str, payload: bytes) -> bool:
-    """A schemaless record can also start with byte 0; only treat it as framed if the
-    unframed decode fails or does not consume the payload exactly."""
-    buffer = io.BytesIO(payload)
-    try:
-        fastavro.schemaless_reader(buffer, schema(name), None)
-    except Exception:
-        return True
-    return buffer.tell() != len(payload)
 
 
 def to_jsonable(value: Any) -> Any:

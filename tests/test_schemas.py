@@ -62,7 +62,7 @@ def test_fixture_records_round_trip_exactly() -> None:
         assert ConnectorStatus.model_validate(decoded) == ConnectorStatus.model_validate(as_dict)
         framed = avro.encode("ConnectorStatus", as_dict, schema_id=7)
         assert framed[:5] == b"\x00\x00\x00\x00\x07"
-        assert avro.decode("ConnectorStatus", framed) == decoded
+        assert avro.decode("ConnectorStatus", framed, framed=True) == decoded
 
 
 def test_schema_is_usable_by_a_plain_consumer() -> None:
