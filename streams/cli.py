@@ -200,22 +200,24 @@ async def _worker(settings: Any, bootstrap: str, group: bool, web_port: int | No
     import asyncio
 
     from .runner import LocalPipeline
+    from .view import GlobalView
     from .web import build_app, serve
 
     pipeline = LocalPipeline(settings, bootstrap, group=group)
     await pipeline.start()
+    view = GlobalView(bootstrap, settings.partitions, int(settings.staleness_seconds * 1000))
     runner = None
     try:
         if web_port is not None:
+            await view.start()
             token = settings.api_token.get_secret_value() if settings.api_token else None
-            runner = await serve(build_app(pipeline, token), settings.web_host, web_port)
+            runner = await serve(build_app(pipeline, view, token), settings.web_host, web_port)
             click.echo(f"dashboard: http://{settings.web_host}:{web_port}/", err=True)
         tasks = list(pipeline.tasks) + ([asyncio.create_task(extra)] if extra is not None else [])
         last = None
         while True:
-            done = [t for t in tasks if t.done()]
-            for task in done:
-                if task.exception() is not None:
+            for task in tasks:
+                if task.done() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
             stats = pipeline.stats()
             line = (
@@ -229,6 +231,7 @@ async def _worker(settings: Any, bootstrap: str, group: bool, web_port: int | No
     finally:
         if runner is not None:
             await runner.cleanup()
+        await view.stop()
         await pipeline.stop()
 
 

@@ -157,9 +157,13 @@ class NormalizeStage:
         self.on_produced = on_produced
         self.positions: dict[TopicPartition, int] = {}
         self._stop = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
 
     def stop(self) -> None:
         self._stop.set()
+
+    def lag(self) -> int:
+        return _lag(self._consumer, self.positions)
 
     async def run(self, producer: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
         settings = self.settings
@@ -178,6 +182,7 @@ class NormalizeStage:
             consumer = AIOKafkaConsumer(**options)
             await consumer.start()
             consumer.assign([TopicPartition(t, p) for t in topics for p in range(settings.partitions)])
+        self._consumer = consumer
         batcher = Batcher(producer, settings.partitions)
         skew = timedelta(seconds=settings.clock_skew_seconds)
         try:
@@ -237,6 +242,18 @@ class NormalizeStage:
         )
 
 
+def _lag(consumer: AIOKafkaConsumer | None, positions: dict[TopicPartition, int]) -> int:
+    """Records fetched-known to exist (fetch high watermark) but not processed yet."""
+    if consumer is None:
+        return 0
+    total = 0
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            total += max(0, highwater - positions.get(tp, 0))
+    return total
+
+
 def group_timings() -> dict[str, int]:
     """Consumer-group timings that make joins take seconds on the embedded broker (STACK.md)."""
     return {
@@ -276,6 +293,7 @@ class AggregateStage:
         self.states: dict[int, PartitionState] = {}
         self.changelog = changelog_topic(settings.app_id)
         self.listeners: list[Callable[[list[dict[str, Any]], list[Any]], None]] = []
+        self.on_batch: list[Callable[[float, list[int]], Any]] = []  # (seconds, record timestamps)
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -347,10 +365,16 @@ class AggregateStage:
                 batches = await consumer.getmany(timeout_ms=100, max_records=4000)
                 if not batches:
                     continue
+                started = time.perf_counter()
                 async with self._lock:
                     await self._process(batches, batcher, producer)
                     if self.group:
                         await consumer.commit()
+                if self.on_batch:
+                    elapsed = time.perf_counter() - started
+                    stamps = [m.timestamp for messages in batches.values() for m in messages]
+                    for callback in self.on_batch:
+                        callback(elapsed, stamps)
         finally:
             await consumer.stop()
 
@@ -457,6 +481,10 @@ class AggregateStage:
 
     def processed_offsets(self) -> dict[int, int]:
         return {p: s.offset for p, s in self.states.items()}
+
+    def lag(self) -> int:
+        positions = {TopicPartition(CONNECTOR_STATUS, p): s.offset + 1 for p, s in self.states.items()}
+        return _lag(self._consumer, positions)
 
 
 def change_record(change: Any) -> dict[str, Any]:

@@ -279,6 +279,9 @@ class LocalPipeline:
         if self._producer_cm is not None:
             await self._producer_cm.__aexit__(None, None, None)
 
+    def lag(self) -> dict[str, int]:
+        return {"normalize": self.normalize.lag(), "aggregate": self.aggregate.lag()}
+
     def stats(self) -> dict[str, Any]:
         counters = self.aggregate.counters()
         s1 = self.normalize.stats
