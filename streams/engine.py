@@ -61,9 +61,20 @@ def bootstrap_of(url: str) -> str:
     return ",".join(part.removeprefix("kafka://") for part in url.replace(";", ",").split(","))
 
 
+_PARTITION_CACHE: dict[tuple[bytes, int], int] = {}
+
+
 def partition_for(key: bytes, partitions: int) -> int:
-    """Same murmur2 partitioning as the Java client and aiokafka's default partitioner."""
-    return _partitioner(key, list(range(partitions)), list(range(partitions)))
+    """Same murmur2 partitioning as the Java client and aiokafka's default partitioner
+    (memoized: keys are EVSE ids, which repeat; murmur2 is pure Python in aiokafka)."""
+    slot = (key, partitions)
+    partition = _PARTITION_CACHE.get(slot)
+    if partition is None:
+        if len(_PARTITION_CACHE) > 200_000:
+            _PARTITION_CACHE.clear()
+        all_partitions = list(range(partitions))
+        partition = _PARTITION_CACHE[slot] = _partitioner(key, all_partitions, all_partitions)
+    return partition
 
 
 @dataclass(slots=True)

@@ -18,8 +18,11 @@ pytestmark = pytest.mark.integration
 
 
 async def test_any_worker_answers_for_any_evse(broker) -> None:
-    async with Worker(broker.bootstrap, free_port(), group=True) as one, \
-            Worker(broker.bootstrap, free_port(), group=True) as two, ClientSession() as http:
+    async with (
+        Worker(broker.bootstrap, free_port(), group=True) as one,
+        Worker(broker.bootstrap, free_port(), group=True) as two,
+        ClientSession() as http,
+    ):
         await publish(broker.bootstrap, [FIXTURES / "replay_log.jsonl"], 3, progress=False)
         deadline = time.monotonic() + 60
         while True:
