@@ -160,6 +160,18 @@ def _settings(**overrides: Any) -> Any:
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def _run(coro: Any) -> Any:
+    """``asyncio.run`` with Kafka failures turned into a clear one-line error (exit 1)."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    try:
+        return asyncio.run(coro)
+    except KafkaError as exc:
+        raise click.ClickException(f"Kafka: {exc}. Check PLUGSTREAM_BROKER and the security settings.") from None
+
+
 def _run_until_signal(coro_factory: Any) -> None:
     """Run an async main; Ctrl-C / SIGTERM cancel it cleanly."""
     import asyncio
@@ -175,7 +187,7 @@ def _run_until_signal(coro_factory: Any) -> None:
         except asyncio.CancelledError:
             click.echo("stopping…", err=True)
 
-    asyncio.run(runner())
+    _run(runner())
 
 
 @main.command()
@@ -196,7 +208,7 @@ def broker(port: int) -> None:
     _run_until_signal(serve)
 
 
-async def _worker(settings: Any, bootstrap: str, group: bool, web_port: int | None, extra: Any = None) -> None:
+async def _worker(settings: Any, bootstrap: Any, group: bool, web_port: int | None, extra: Any = None) -> None:
     import asyncio
 
     from .runner import LocalPipeline
@@ -241,11 +253,11 @@ async def _worker(settings: Any, bootstrap: str, group: bool, web_port: int | No
 @click.option("--without-web", is_flag=True, help="Do not serve HTTP.")
 def worker(broker_url: str | None, web_port: int | None, without_web: bool) -> None:
     """A worker against any Kafka: both stages in one consumer group, plus the HTTP API."""
-    from .engine import bootstrap_of
+    from .kafka import Kafka
 
     settings = _settings(broker=broker_url)
     port = None if without_web else (web_port or settings.web_port)
-    _run_until_signal(lambda: _worker(settings, bootstrap_of(settings.broker), True, port))
+    _run_until_signal(lambda: _worker(settings, Kafka.from_settings(settings), True, port))
 
 
 @main.command()
@@ -273,9 +285,8 @@ def replay(
     no_progress: bool,
 ) -> None:
     """Publish historical logs (JSON Lines or Avro container files) into the raw topics."""
-    import asyncio
 
-    from .engine import bootstrap_of
+    from .kafka import Kafka
     from .runner import embedded_dump, publish
 
     if speed is not None and (fast or speed <= 0):
@@ -284,7 +295,7 @@ def replay(
         raise click.UsageError("--dump needs --embedded (it runs the pipeline itself)")
     settings = _settings(broker=broker_url, partitions=partitions)
     if embedded:
-        result = asyncio.run(embedded_dump(list(logs), settings, progress=not no_progress))
+        result = _run(embedded_dump(list(logs), settings, progress=not no_progress))
         if dump is not None:
             dump.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
         stats = result["stats"]
@@ -296,8 +307,8 @@ def replay(
             err=True,
         )
         return
-    report = asyncio.run(
-        publish(bootstrap_of(settings.broker), list(logs), settings.partitions, speed, progress=not no_progress)
+    report = _run(
+        publish(Kafka.from_settings(settings), list(logs), settings.partitions, speed, progress=not no_progress)
     )
     click.echo(f"published {report.published} records, {report.dead_letters} unreadable → plugstream.dlq", err=True)
 
@@ -307,13 +318,12 @@ def replay(
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def snapshot(broker_url: str | None, out: Path) -> None:
     """Rebuild the per-EVSE view from the evse-availability topic, as a downstream consumer would."""
-    import asyncio
 
-    from .engine import bootstrap_of
+    from .kafka import Kafka
     from .runner import snapshot as take
 
     settings = _settings(broker=broker_url)
-    result = asyncio.run(take(bootstrap_of(settings.broker)))
+    result = _run(take(Kafka.from_settings(settings)))
     out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     click.echo(f"{len(result['evses'])} EVSEs → {out}", err=True)
 
@@ -326,11 +336,11 @@ def snapshot(broker_url: str | None, out: Path) -> None:
 @click.option("--seed", type=int, default=7, show_default=True)
 def simulate(broker_url: str | None, evses: int, rate: float, duration: float | None, seed: int) -> None:
     """Publish a simulated live feed into the raw topics."""
-    from .engine import bootstrap_of
+    from .kafka import Kafka
     from .simulate import run_simulation
 
     settings = _settings(broker=broker_url)
-    _run_until_signal(lambda: run_simulation(bootstrap_of(settings.broker), evses, rate, duration, seed))
+    _run_until_signal(lambda: run_simulation(Kafka.from_settings(settings), evses, rate, duration, seed))
 
 
 @main.command()
@@ -364,15 +374,14 @@ def topics() -> None:
 @click.option("--replication-factor", type=int, default=None)
 def topics_create(broker_url: str | None, partitions: int | None, replication_factor: int | None) -> None:
     """Create every topic the pipeline uses (partitions, replication, cleanup policy)."""
-    import asyncio
 
-    from .engine import bootstrap_of
+    from .kafka import Kafka
     from .topics import ensure_topics, topic_specs
 
     settings = _settings(broker=broker_url, partitions=partitions, replication_factor=replication_factor)
     specs = topic_specs(settings.app_id, int(settings.window_retention_seconds * 1000))
-    created = asyncio.run(
-        ensure_topics(bootstrap_of(settings.broker), specs, settings.partitions, settings.replication_factor)
+    created = _run(
+        ensure_topics(Kafka.from_settings(settings), specs, settings.partitions, settings.replication_factor)
     )
     for spec in specs:
         click.echo(f"{spec.name:40} {'created' if spec.name in created else 'exists'}  {spec.config()}")

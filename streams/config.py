@@ -7,6 +7,7 @@ and pass the object down.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,14 @@ class Settings(BaseSettings):
     web_port: int = 6066
     api_token: SecretStr | None = Field(None, description="Bearer token required by the HTTP API when set")
     schema_registry_url: str | None = Field(None, description="Confluent schema registry; enables wire format")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_key_password: SecretStr | None = None
     exact_recovery: bool | None = Field(
         None, description="One record per producer batch (Tansu end-offset quirk). Default: on for the embedded broker"
     )

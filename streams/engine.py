@@ -35,11 +35,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from . import avro
+from . import avro, kafka
 from .adapters import NormalizeContext, Rejection, normalize_bytes
 from .adapters.base import construct_status
 from .config import Settings
 from .core import COUNTERS, EvseState, Policy, apply_record, availability, new_evse
+from .kafka import Kafka
 from .timeparse import from_millis
 from .topics import (
     CONNECTOR_CHANGES,
@@ -55,10 +56,6 @@ from .topics import (
 log = logging.getLogger("plugstream.engine")
 META_KEY = b"\x00meta"
 _partitioner = DefaultPartitioner()
-
-
-def bootstrap_of(url: str) -> str:
-    return ",".join(part.removeprefix("kafka://") for part in url.replace(";", ",").split(","))
 
 
 _PARTITION_CACHE: dict[tuple[bytes, int], int] = {}
@@ -157,7 +154,7 @@ class NormalizeStage:
     def __init__(
         self,
         settings: Settings,
-        bootstrap: str,
+        bootstrap: str | Kafka,
         group: bool = True,
         on_produced: Callable[[int, int], None] | None = None,
     ) -> None:
@@ -179,7 +176,6 @@ class NormalizeStage:
     async def run(self, producer: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
         settings = self.settings
         options = {
-            "bootstrap_servers": self.bootstrap,
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "max_poll_records": 2000,
@@ -187,10 +183,10 @@ class NormalizeStage:
         }
         topics = list(RAW_TOPICS.values())
         if self.group:
-            consumer = AIOKafkaConsumer(*topics, group_id=f"{settings.app_id}-normalize", **options)
+            consumer = kafka.consumer(self.bootstrap, *topics, group_id=f"{settings.app_id}-normalize", **options)
             await consumer.start()
         else:
-            consumer = AIOKafkaConsumer(**options)
+            consumer = kafka.consumer(self.bootstrap, **options)
             await consumer.start()
             consumer.assign([TopicPartition(t, p) for t in topics for p in range(settings.partitions)])
         self._consumer = consumer
@@ -292,7 +288,7 @@ class PartitionState:
 class AggregateStage:
     """Stage 2. Owns a set of ``connector-status`` partitions and their state."""
 
-    def __init__(self, settings: Settings, bootstrap: str, group: bool = True) -> None:
+    def __init__(self, settings: Settings, bootstrap: str | Kafka, group: bool = True) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.group = group
@@ -316,9 +312,7 @@ class AggregateStage:
     # -- recovery ------------------------------------------------------------------------
     async def restore(self, partitions: list[int]) -> None:
         """Rebuild partition states from the changelog, read to its fetch high watermark."""
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        reader = kafka.consumer(self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
         await reader.start()
         try:
             tps = [TopicPartition(self.changelog, p) for p in partitions]
@@ -347,19 +341,18 @@ class AggregateStage:
     async def run(self, producer: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
         settings = self.settings
         options = {
-            "bootstrap_servers": self.bootstrap,
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "max_poll_records": 4000,
             **group_timings(),
         }
         if self.group:
-            consumer = AIOKafkaConsumer(group_id=f"{settings.app_id}-aggregate", **options)
+            consumer = kafka.consumer(self.bootstrap, group_id=f"{settings.app_id}-aggregate", **options)
             self._consumer = consumer
             await consumer.start()
             consumer.subscribe([CONNECTOR_STATUS], listener=_Rebalance(self))
         else:
-            consumer = AIOKafkaConsumer(**options)
+            consumer = kafka.consumer(self.bootstrap, **options)
             self._consumer = consumer
             await consumer.start()
             partitions = list(range(settings.partitions))
@@ -544,10 +537,8 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 @contextlib.asynccontextmanager
-async def producer_for(bootstrap: str, **options: Any) -> Any:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1_048_576, max_request_size=4_194_304, **options
-    )
+async def producer_for(target: str | Kafka, **options: Any) -> Any:
+    producer = kafka.producer(target, linger_ms=5, max_batch_size=1_048_576, max_request_size=4_194_304, **options)
     await producer.start()
     try:
         yield producer

@@ -31,6 +31,7 @@ from .adapters import REGISTRY, NormalizeContext, Rejection, normalize_bytes
 from .config import Settings
 from .core import is_stale
 from .engine import AggregateStage, Batcher, NormalizeStage, producer_for
+from .kafka import Kafka
 from .timeparse import UnparseableTime, parse_timestamp, to_millis
 from .topics import (
     DLQ,
@@ -135,7 +136,7 @@ class ReplayReport:
 
 
 async def publish(
-    bootstrap: str, paths: list[Path], partitions: int, speed: float | None = None, progress: bool = True
+    bootstrap: str | Kafka, paths: list[Path], partitions: int, speed: float | None = None, progress: bool = True
 ) -> ReplayReport:
     """Publish logs into the raw topics. ``speed`` None = as fast as possible; 1.0 = real time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -213,7 +214,7 @@ class LocalPipeline:
     """Both stages in this process against one broker (the embedded default or any Kafka)."""
 
     settings: Settings
-    bootstrap: str
+    bootstrap: str | Kafka
     group: bool = False
     normalize: NormalizeStage = field(init=False)
     aggregate: AggregateStage = field(init=False)
@@ -319,7 +320,7 @@ def _as_published(schema: str, value: dict[str, Any]) -> dict[str, Any]:
     return avro.to_jsonable(avro.decode(schema, avro.encode(schema, value)))
 
 
-async def read_windows(bootstrap: str) -> list[dict[str, Any]]:
+async def read_windows(bootstrap: str | Kafka) -> list[dict[str, Any]]:
     """Closed windows from ``evse-availability-windowed``; a redelivered window counts once."""
     latest: dict[tuple[str, Any], dict[str, Any]] = {}
     for messages in (await read_to_end(bootstrap, EVSE_AVAILABILITY_WINDOWED)).values():
@@ -329,7 +330,7 @@ async def read_windows(bootstrap: str) -> list[dict[str, Any]]:
     return [latest[key] for key in sorted(latest)]
 
 
-async def snapshot(bootstrap: str) -> dict[str, Any]:
+async def snapshot(bootstrap: str | Kafka) -> dict[str, Any]:
     """Rebuild the ``evses`` view from the compacted ``evse-availability`` topic, as any
     downstream consumer would: latest record per EVSE, staleness re-evaluated against the
     newest stream time found on the topic."""

@@ -183,7 +183,7 @@ def feed(evse_count: int, seed: int = 7) -> Iterator[tuple[str, bytes, bytes]]:
 
 
 async def run_simulation(
-    bootstrap: str, evse_count: int, rate: float, duration: float | None = None, seed: int = 7
+    bootstrap: Any, evse_count: int, rate: float, duration: float | None = None, seed: int = 7
 ) -> int:
     """Publish the feed at ``rate`` records/s (for ``duration`` s, or until cancelled)."""
     from .engine import producer_for

@@ -7,9 +7,11 @@ import contextlib
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from . import kafka
+from .kafka import Kafka
 from .models import Source
 
 RAW_TOPICS = {source.value: f"raw.{source.value}" for source in Source}
@@ -50,10 +52,10 @@ def topic_specs(app_id: str, window_retention_ms: int) -> list[TopicSpec]:
 
 
 async def ensure_topics(
-    bootstrap: str, specs: list[TopicSpec], partitions: int, replication: int = 1, **client: object
+    target: str | Kafka, specs: list[TopicSpec], partitions: int, replication: int = 1
 ) -> list[str]:
     """Create missing topics; returns the names created. Existing topics are left alone."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client)
+    admin = kafka.admin(target)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -67,16 +69,14 @@ async def ensure_topics(
 
 
 async def read_to_end(
-    bootstrap: str, topic: str, partitions: list[int] | None = None, idle_ms: int = 300, **client: object
+    target: str | Kafka, topic: str, partitions: list[int] | None = None, idle_ms: int = 300
 ) -> dict[int, list]:
     """Every record of ``topic`` from the beginning to the current end, per partition.
 
     The end is taken from fetch high watermarks, not ListOffsets: the embedded broker's
     ListOffsets is wrong for multi-record batches (STACK.md), fetch high watermarks are not.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **client
-    )
+    consumer = kafka.consumer(target, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         if partitions is None:

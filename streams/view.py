@@ -21,8 +21,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from . import avro
+from . import avro, kafka
 from .core import is_stale
+from .kafka import Kafka
 from .timeparse import from_millis, rfc3339, to_millis
 from .topics import EVSE_AVAILABILITY, EVSE_AVAILABILITY_WINDOWED, drain
 
@@ -59,7 +60,7 @@ class Subscriber:
 
 
 class GlobalView:
-    def __init__(self, bootstrap: str, partitions: int, staleness_ms: int) -> None:
+    def __init__(self, bootstrap: str | Kafka, partitions: int, staleness_ms: int) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.staleness_ms = staleness_ms
@@ -93,9 +94,7 @@ class GlobalView:
             subscriber.offer_end()
 
     async def _run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        consumer = kafka.consumer(self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
         self._consumer = consumer
         await consumer.start()
         try:
