@@ -1,0 +1,94 @@
+"""Several workers in one consumer group: crashes, restarts and a worker joining mid-stream.
+
+After the log is fully processed the ``evse-availability`` view equals the uninterrupted
+single-worker result exactly; every ``connector-status`` record was classified exactly once
+(accepted + duplicates + stale = records on the topic, with ``accepted`` equal to the
+single-worker run: redelivered records are absorbed as duplicates/stale, never as changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from streams.broker import EmbeddedBroker
+from streams.runner import publish
+from streams.simulate import make_log
+
+from .test_pipeline import run_log
+from .workers import PARTITIONS, reconcile, start_worker, stop, wait_converged, wait_for_progress, write_log
+
+pytestmark = pytest.mark.integration
+
+
+async def reference(paths: list[Path]) -> dict:
+    with EmbeddedBroker() as broker:
+        _, result = await run_log(broker.bootstrap, paths, partitions=PARTITIONS)
+    return result
+
+
+async def check_reconciled(bootstrap: str, expected: dict) -> None:
+    counters, records = await reconcile(bootstrap)
+    assert counters["accepted"] == expected["stats"]["accepted"]
+    assert counters["accepted"] + counters["duplicates"] + counters["stale"] == records
+
+
+@pytest.fixture
+def halves(tmp_path: Path) -> tuple[Path, Path]:
+    entries = make_log(evse_count=80, records=4000, seed=21)
+    return write_log(tmp_path / "a.jsonl", entries[:2000]), write_log(tmp_path / "b.jsonl", entries[2000:])
+
+
+async def test_sigkill_one_of_two_workers_mid_replay(broker, halves, tmp_path: Path) -> None:
+    expected = await reference(list(halves))
+    log = tmp_path / "workers.log"
+    workers = [start_worker(broker.bootstrap, log), start_worker(broker.bootstrap, log)]
+    try:
+        await publish(broker.bootstrap, [halves[0]], PARTITIONS, progress=False)
+        await wait_for_progress(broker.bootstrap, workers, log)
+        await publish(broker.bootstrap, [halves[1]], PARTITIONS, progress=False)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait(10)
+        await wait_converged(broker.bootstrap, expected["evses"], workers[1:], log)
+        await check_reconciled(broker.bootstrap, expected)
+    finally:
+        for worker in workers:
+            stop(worker)
+
+
+async def test_sigterm_and_restart(broker, halves, tmp_path: Path) -> None:
+    expected = await reference(list(halves))
+    log = tmp_path / "workers.log"
+    workers = [start_worker(broker.bootstrap, log), start_worker(broker.bootstrap, log)]
+    try:
+        await publish(broker.bootstrap, [halves[0]], PARTITIONS, progress=False)
+        await wait_for_progress(broker.bootstrap, workers, log)
+        stop(workers[0])
+        assert workers[0].returncode == 0, log.read_text()  # a clean shutdown on SIGTERM
+        await publish(broker.bootstrap, [halves[1]], PARTITIONS, progress=False)
+        workers[0] = start_worker(broker.bootstrap, log)
+        await wait_converged(broker.bootstrap, expected["evses"], workers, log)
+        await check_reconciled(broker.bootstrap, expected)
+    finally:
+        for worker in workers:
+            stop(worker)
+
+
+async def test_a_third_worker_joins_mid_stream(broker, halves, tmp_path: Path) -> None:
+    expected = await reference(list(halves))
+    log = tmp_path / "workers.log"
+    workers = [start_worker(broker.bootstrap, log), start_worker(broker.bootstrap, log)]
+    try:
+        await publish(broker.bootstrap, [halves[0]], PARTITIONS, progress=False)
+        await wait_for_progress(broker.bootstrap, workers, log)
+        publishing = asyncio.create_task(publish(broker.bootstrap, [halves[1]], PARTITIONS, progress=False))
+        workers.append(start_worker(broker.bootstrap, log))
+        await publishing
+        await wait_converged(broker.bootstrap, expected["evses"], workers, log)
+        await check_reconciled(broker.bootstrap, expected)
+    finally:
+        for worker in workers:
+            stop(worker)
