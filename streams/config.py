@@ -30,12 +30,9 @@ class Settings(BaseSettings):
         0.0, ge=0, description="How long after a window's end late records are still folded in"
     )
     window_retention_seconds: float = Field(86_400.0, gt=0)
-    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
-    data_dir: str = Field("./plugstream-data", description="Worker state directory (RocksDB tables)")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: SecretStr | None = Field(None, description="Bearer token required by the HTTP API when set")
-    schema_registry_url: str | None = Field(None, description="Confluent schema registry; enables wire format")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -44,9 +41,6 @@ class Settings(BaseSettings):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_key_password: SecretStr | None = None
-    exact_recovery: bool | None = Field(
-        None, description="One record per producer batch (Tansu end-offset quirk). Default: on for the embedded broker"
-    )
 
     @property
     def clock_skew(self) -> timedelta:

@@ -191,7 +191,7 @@ class NormalizeStage:
             consumer.assign([TopicPartition(t, p) for t in topics for p in range(settings.partitions)])
         self._consumer = consumer
         batcher = Batcher(producer, settings.partitions)
-        skew = timedelta(seconds=settings.clock_skew_seconds)
+        skew = settings.clock_skew
         try:
             if ready is not None:
                 ready.set()

@@ -59,3 +59,41 @@ def test_compose_env_vars_are_real_settings() -> None:
         for var in service.get("environment") or {}:
             if var.startswith("PLUGSTREAM_"):
                 assert var in known, var
+
+
+def k8s_documents() -> list[dict]:
+    return [d for d in yaml.safe_load_all((ROOT / "deploy/k8s/plugstream.yaml").read_text()) if d]
+
+
+def test_k8s_manifests_are_complete_and_consistent() -> None:
+    from streams.config import Settings
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in k8s_documents()}
+    assert {
+        ("ConfigMap", "plugstream-config"),
+        ("Secret", "plugstream-secrets"),
+        ("Job", "plugstream-topics"),
+        ("Service", "plugstream-headless"),
+        ("Service", "plugstream"),
+        ("StatefulSet", "plugstream"),
+    } <= set(docs)
+    sts = docs[("StatefulSet", "plugstream")]
+    headless = docs[("Service", "plugstream-headless")]
+    assert headless["spec"]["clusterIP"] == "None" and sts["spec"]["serviceName"] == "plugstream-headless"
+    pod = sts["spec"]["template"]
+    assert sts["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    container = pod["spec"]["containers"][0]
+    assert container["args"] == ["worker"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/api/health"
+    refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
+    assert refs == {"plugstream-config", "plugstream-secrets"}
+    known = {f"PLUGSTREAM_{name.upper()}" for name in Settings.model_fields}
+    config, secret = docs[("ConfigMap", "plugstream-config")], docs[("Secret", "plugstream-secrets")]
+    assert set(config["data"]) <= known and set(secret["stringData"]) <= known
+    assert not {"PLUGSTREAM_SASL_PASSWORD", "PLUGSTREAM_API_TOKEN"} & set(config["data"])  # secrets only in Secret
+    Settings(**{k.removeprefix("PLUGSTREAM_").lower(): v for k, v in config["data"].items()})  # values validate
+    job = docs[("Job", "plugstream-topics")]["spec"]["template"]["spec"]["containers"][0]
+    assert job["args"] == ["topics", "create"]
+    for image in (container["image"], job["image"]):
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+", image) and not image.endswith(":latest")
