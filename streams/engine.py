@@ -46,6 +46,7 @@ from .topics import (
     CONNECTOR_CHANGES,
     CONNECTOR_STATUS,
     DLQ,
+    DRAIN_FETCH,
     EVSE_AVAILABILITY,
     EVSE_AVAILABILITY_WINDOWED,
     RAW_TOPICS,
@@ -312,7 +313,7 @@ class AggregateStage:
     # -- recovery ------------------------------------------------------------------------
     async def restore(self, partitions: list[int]) -> None:
         """Rebuild partition states from the changelog, read to its fetch high watermark."""
-        reader = kafka.consumer(self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+        reader = kafka.consumer(self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **DRAIN_FETCH)
         await reader.start()
         try:
             tps = [TopicPartition(self.changelog, p) for p in partitions]

@@ -22,6 +22,12 @@ EVSE_AVAILABILITY_WINDOWED = "evse-availability-windowed"
 DLQ = "plugstream.dlq"
 
 
+#: Fetch settings for readers that read a topic to its end: the broker would otherwise hold
+#: each fetch of an empty partition for fetch_max_wait_ms (500 ms) before reporting its
+#: high watermark, which made every start-up (changelog restore) wait for nothing.
+DRAIN_FETCH = {"fetch_max_wait_ms": 20}
+
+
 def changelog_topic(app_id: str) -> str:
     return f"{app_id}-evse-state-changelog"
 
@@ -76,7 +82,7 @@ async def read_to_end(
     The end is taken from fetch high watermarks, not ListOffsets: the embedded broker's
     ListOffsets is wrong for multi-record batches (STACK.md), fetch high watermarks are not.
     """
-    consumer = kafka.consumer(target, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = kafka.consumer(target, enable_auto_commit=False, auto_offset_reset="earliest", **DRAIN_FETCH)
     await consumer.start()
     try:
         if partitions is None:

@@ -25,7 +25,7 @@ from . import avro, kafka
 from .core import is_stale
 from .kafka import Kafka
 from .timeparse import from_millis, rfc3339, to_millis
-from .topics import EVSE_AVAILABILITY, EVSE_AVAILABILITY_WINDOWED, drain
+from .topics import DRAIN_FETCH, EVSE_AVAILABILITY, EVSE_AVAILABILITY_WINDOWED, drain
 
 log = logging.getLogger("plugstream.view")
 REPLAY_BUFFER = 2000  # events kept for Last-Event-ID resume
@@ -94,7 +94,7 @@ class GlobalView:
             subscriber.offer_end()
 
     async def _run(self) -> None:
-        consumer = kafka.consumer(self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+        consumer = kafka.consumer(self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **DRAIN_FETCH)
         self._consumer = consumer
         await consumer.start()
         try:
