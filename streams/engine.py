@@ -300,7 +300,6 @@ class AggregateStage:
         )
         self.states: dict[int, PartitionState] = {}
         self.changelog = changelog_topic(settings.app_id)
-        self.listeners: list[Callable[[list[dict[str, Any]], list[Any]], None]] = []
         self.on_batch: list[Callable[[float, list[int]], Any]] = []  # (seconds, record timestamps)
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -387,8 +386,6 @@ class AggregateStage:
         self, batches: dict[TopicPartition, list[Any]], batcher: Batcher, producer: AIOKafkaProducer
     ) -> None:
         dirty: dict[int, set[str]] = {}
-        windows_out: list[dict[str, Any]] = []
-        changes_out: list[Any] = []
         for tp, messages in batches.items():
             state = self.states.get(tp.partition)
             if state is None:
@@ -397,7 +394,7 @@ class AggregateStage:
             for message in messages:
                 if message.offset <= state.offset:
                     continue  # already reflected in the restored state
-                await self._apply(state, message, touched, batcher, windows_out, changes_out)
+                await self._apply(state, message, touched, batcher)
                 state.offset = message.offset
         for partition, evse_uids in dirty.items():
             state = self.states[partition]
@@ -424,9 +421,6 @@ class AggregateStage:
                 )
             await batcher.add(self.changelog, META_KEY, state.meta(), state.stream_time, partition=partition)
         await batcher.flush()
-        if self.listeners and (windows_out or changes_out):
-            for listener in self.listeners:
-                listener(windows_out, changes_out)
 
     async def _apply(
         self,
@@ -434,8 +428,6 @@ class AggregateStage:
         message: Any,
         touched: set[str],
         batcher: Batcher,
-        windows_out: list[dict[str, Any]],
-        changes_out: list[Any],
     ) -> None:
         record = construct_status(avro.decode("ConnectorStatus", message.value))
         if state.stream_time is None or message.timestamp > state.stream_time:
@@ -454,17 +446,14 @@ class AggregateStage:
             touched.add(record.evseUid)
         key = record.evseUid.encode()
         for change in outcome.changes:
-            value = change_record(change)
-            changes_out.append(value)
             await batcher.add(
                 CONNECTOR_CHANGES,
                 key,
-                avro.encode("ConnectorChange", value),
+                avro.encode("ConnectorChange", change_record(change)),
                 message.timestamp,
                 partition=message.partition,
             )
         for window in outcome.closed_windows:
-            windows_out.append(window)
             await batcher.add(
                 EVSE_AVAILABILITY_WINDOWED,
                 key,
