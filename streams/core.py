@@ -113,7 +113,6 @@ class EvseState:
     connectors: dict[str, ConnectorState] = field(default_factory=dict)
     last_update: int | None = None  # newest event time of any connector change; never goes back
     last_seen: int | None = None  # newest event time of any report (the EVSE's watermark)
-    last_seen_record: int | None = None  # record time of the newest record seen for this EVSE
     windows: dict[int, WindowAcc] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -124,7 +123,6 @@ class EvseState:
             "c": {uid: c.to_json() for uid, c in self.connectors.items()},
             "u": self.last_update,
             "l": self.last_seen,
-            "r": self.last_seen_record,
             "w": [w.to_json() for w in self.windows.values()],
         }
 
@@ -137,7 +135,6 @@ class EvseState:
             connectors={uid: ConnectorState.from_json(c) for uid, c in data["c"].items()},
             last_update=data["u"],
             last_seen=data["l"],
-            last_seen_record=data["r"],
             windows={w[0]: WindowAcc.from_json(w) for w in data["w"]},
         )
 
@@ -226,9 +223,6 @@ def apply_record(evse: EvseState, record: ConnectorStatus, policy: Policy) -> Ou
 
     if fresh_report or outcome.changes:
         evse.last_seen = event_time if evse.last_seen is None else max(evse.last_seen, event_time)
-        evse.last_seen_record = (
-            record_time if evse.last_seen_record is None else max(evse.last_seen_record, record_time)
-        )
         outcome.evse_changed = True
     if outcome.changes:
         newest = max(change.event_time for change in outcome.changes)
