@@ -323,7 +323,7 @@ def snapshot(broker_url: str | None, out: Path) -> None:
     from .runner import snapshot as take
 
     settings = _settings(broker=broker_url)
-    result = _run(take(Kafka.from_settings(settings)))
+    result = _run(take(Kafka.from_settings(settings), int(settings.staleness_seconds * 1000)))
     out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     click.echo(f"{len(result['evses'])} EVSEs → {out}", err=True)
 

@@ -330,7 +330,10 @@ async def read_windows(bootstrap: str | Kafka) -> list[dict[str, Any]]:
     return [latest[key] for key in sorted(latest)]
 
 
-async def snapshot(bootstrap: str | Kafka) -> dict[str, Any]:
+DEFAULT_STALENESS_MS = int(Settings.model_fields["staleness_seconds"].default * 1000)
+
+
+async def snapshot(bootstrap: str | Kafka, staleness_ms: int = DEFAULT_STALENESS_MS) -> dict[str, Any]:
     """Rebuild the ``evses`` view from the compacted ``evse-availability`` topic, as any
     downstream consumer would: latest record per EVSE, staleness re-evaluated against the
     newest stream time found on the topic."""
@@ -346,7 +349,7 @@ async def snapshot(bootstrap: str | Kafka) -> dict[str, Any]:
         view = latest[uid][1]
         last_seen = None if view["lastSeenTimestamp"] is None else to_millis(view["lastSeenTimestamp"])
         view["streamTime"] = None if stream_time is None else stream_time
-        view["stale"] = is_stale(last_seen, stream_time, int(Settings().staleness_seconds * 1000))
+        view["stale"] = is_stale(last_seen, stream_time, staleness_ms)
         evses.append(_as_published("EvseAvailability", view))
     return {"evses": evses}
 
