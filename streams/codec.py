@@ -179,7 +179,15 @@ class _Compiler:
         if kind == "boolean":
             return [f"{indent}{target} = buf[p] == 1", f"{indent}p += 1"]
         if kind in ("int", "long"):
-            return [f"{indent}{target}, p = read_long(buf, p)"]
+            var = self.name("n")
+            return [  # small values (|n| < 64) are one byte: skip the call
+                f"{indent}{var} = buf[p]",
+                f"{indent}if {var} < 0x80:",
+                f"{indent}    {target} = ({var} >> 1) ^ -({var} & 1)",
+                f"{indent}    p += 1",
+                f"{indent}else:",
+                f"{indent}    {target}, p = read_long(buf, p)",
+            ]
         if kind == "double":
             return [f"{indent}{target} = unpack_d(buf, p)[0]", f"{indent}p += 8"]
         if kind in ("string", "bytes"):
@@ -198,6 +206,8 @@ class _Compiler:
         if kind == "enum":
             table = self.name("D")
             self.consts[table] = list(schema["symbols"])
+            if len(schema["symbols"]) <= 64:  # every index is one varint byte: 2 * index
+                return [f"{indent}{target} = {table}[buf[p] >> 1]", f"{indent}p += 1"]
             index = self.name("e")
             return [f"{indent}{index}, p = read_long(buf, p)", f"{indent}{target} = {table}[{index}]"]
         if kind == "record":

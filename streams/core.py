@@ -19,6 +19,7 @@ share partitions, so the result does not depend on partition count or replay spe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from .models import ConnectorStatus, Scope, Status
@@ -114,6 +115,9 @@ class EvseState:
     last_update: int | None = None  # newest event time of any connector change; never goes back
     last_seen: int | None = None  # newest event time of any report (the EVSE's watermark)
     windows: dict[int, WindowAcc] = field(default_factory=dict)
+    # connectors per status, kept in step with ``connectors`` by every status write below so
+    # the per-record paths never recount; derived state, so not serialized
+    tally: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,7 +132,7 @@ class EvseState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvseState:
-        return cls(
+        evse = cls(
             evse_uid=data["e"],
             source=data["s"],
             place=data["p"],
@@ -137,12 +141,19 @@ class EvseState:
             last_seen=data["l"],
             windows={w[0]: WindowAcc.from_json(w) for w in data["w"]},
         )
+        for connector in evse.connectors.values():
+            evse.tally[connector.status] += 1
+        return evse
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
-        for connector in self.connectors.values():
-            counts[connector.status] += 1
-        return counts
+        """Connectors per status (every status present, zeros included); a fresh dict."""
+        return self.tally.copy()
+
+    def set_status(self, state: ConnectorState, status: str) -> None:
+        tally = self.tally
+        tally[state.status] -= 1
+        tally[status] += 1
+        state.status = status
 
 
 COUNTERS = ("accepted", "duplicates", "stale", "late", "removedBySnapshot", "evseScopeUnmatched")
@@ -181,9 +192,11 @@ def _is_stale(state: ConnectorState, event_time: int, record_time: int) -> bool:
     return event_time < state.seen_at or (event_time == state.seen_at and record_time < state.seen_record)
 
 
+_pick_attributes = itemgetter(*ATTRIBUTE_FIELDS)
+
+
 def _attributes_of(record: ConnectorStatus) -> tuple[Any, ...]:
-    values = record.__dict__
-    return tuple(values[name] for name in ATTRIBUTE_FIELDS)
+    return _pick_attributes(record.__dict__)
 
 
 def window_start(event_time: int, size_ms: int) -> int:
@@ -203,11 +216,10 @@ def apply_record(evse: EvseState, record: ConnectorStatus, policy: Policy) -> Ou
     event_time = to_millis(record.eventTime)
     record_time = to_millis(record.recordTime)
     _update_place(evse, record)
-    previous_counts = evse.counts()
-    previous_available = previous_counts[AVAILABLE]
+    before = evse.tally.copy()  # the counts this report's windows integrate up to its time
 
     if record.scope is Scope.EVSE or record.scope == "EVSE":
-        targets = [uid for uid in evse.connectors]
+        targets = list(evse.connectors)
         if not targets and record.snapshotConnectorUids is None:
             outcome.count("evseScopeUnmatched")
     else:
@@ -216,23 +228,24 @@ def apply_record(evse: EvseState, record: ConnectorStatus, policy: Policy) -> Ou
     late = _is_late(evse, event_time, policy)
     fresh_report = False
     for uid in targets:
-        kind = _apply_to_connector(evse, uid, record, event_time, record_time, outcome)
-        fresh_report = fresh_report or kind != "stale"
+        if _apply_to_connector(evse, uid, record, event_time, record_time, outcome) != "stale":
+            fresh_report = True
     if record.snapshotConnectorUids is not None:
         _apply_snapshot_removals(evse, record, event_time, record_time, outcome)
 
-    if fresh_report or outcome.changes:
-        evse.last_seen = event_time if evse.last_seen is None else max(evse.last_seen, event_time)
-        outcome.evse_changed = True
-    if outcome.changes:
-        newest = max(change.event_time for change in outcome.changes)
-        evse.last_update = newest if evse.last_update is None else max(evse.last_update, newest)
-
-    if late and (fresh_report or outcome.changes):
+    if not (fresh_report or outcome.changes):
+        return outcome  # only stale news: the EVSE, its watermark and its windows are untouched
+    outcome.evse_changed = True
+    if evse.last_seen is None or event_time > evse.last_seen:
+        evse.last_seen = event_time
+    if outcome.changes and (evse.last_update is None or event_time > evse.last_update):
+        evse.last_update = event_time  # every change of one record carries its event time
+    if late:
         outcome.count("late")
-    elif fresh_report or outcome.changes:
-        _fold_windows(evse, event_time, previous_counts, previous_available, outcome, policy)
-    outcome.closed_windows.extend(_close_windows(evse, policy))
+    else:
+        _fold_windows(evse, event_time, before, outcome, policy)
+    if evse.windows:
+        _close_windows(evse, policy, outcome.closed_windows)
     return outcome
 
 
@@ -263,6 +276,7 @@ def _apply_to_connector(
             record.powerClass,
         )
         evse.connectors[uid] = state
+        evse.tally[status] += 1
         outcome.count("accepted")
         outcome.changes.append(
             Change(uid, evse.evse_uid, str(record.source), status, None, None, event_time, record_time, "NEW", state)
@@ -277,7 +291,8 @@ def _apply_to_connector(
         return "duplicate"
     previous, previous_time = state.status, state.changed_at
     kind = "STATUS" if previous != status else "ATTRIBUTES"
-    state.status, state.attributes, state.changed_at = status, attributes, event_time
+    evse.set_status(state, status)
+    state.attributes, state.changed_at = attributes, event_time
     state.raw_status = record.rawStatus
     if record.scope != Scope.EVSE:
         state.connector_id, state.power_class = record.connectorId, record.powerClass
@@ -309,7 +324,8 @@ def _apply_snapshot_removals(
         if _is_stale(state, event_time, record_time):
             continue  # the connector was reported after this snapshot: the snapshot is older news
         previous, previous_time = state.status, state.changed_at
-        state.status, state.changed_at = REMOVED, event_time
+        evse.set_status(state, REMOVED)
+        state.changed_at = event_time
         state.seen_at, state.seen_record = event_time, record_time
         state.raw_status = "missing from snapshot"
         outcome.count("removedBySnapshot")
@@ -352,19 +368,13 @@ def _integrate(window: WindowAcc, until: int, counts: dict[str, int]) -> None:
         window.integrated_to = until
 
 
-def _fold_windows(
-    evse: EvseState,
-    event_time: int,
-    before: dict[str, int],
-    before_available: int,
-    outcome: Outcome,
-    policy: Policy,
-) -> None:
+def _fold_windows(evse: EvseState, event_time: int, before: dict[str, int], outcome: Outcome, policy: Policy) -> None:
     start = window_start(event_time, policy.window_ms)
     for window in evse.windows.values():  # connector-time up to this report, with the old counts
         _integrate(window, event_time, before)
     window = evse.windows.get(start)
     if window is None:
+        before_available = before[AVAILABLE]
         window = WindowAcc(
             start,
             start + policy.window_ms,
@@ -378,26 +388,28 @@ def _fold_windows(
     if outcome.changes:
         after = evse.counts()
         window.changes += len(outcome.changes)
-        newest = max(change.event_time for change in outcome.changes)
-        window.last_update = newest if window.last_update is None else max(window.last_update, newest)
+        if window.last_update is None or event_time > window.last_update:
+            window.last_update = event_time
         window.counts = after
-        window.min_available = min(window.min_available, after[AVAILABLE])
-        window.max_available = max(window.max_available, after[AVAILABLE])
+        available = after[AVAILABLE]
+        if available < window.min_available:
+            window.min_available = available
+        if available > window.max_available:
+            window.max_available = available
 
 
-def _close_windows(evse: EvseState, policy: Policy) -> list[dict[str, Any]]:
-    if evse.last_seen is None or not evse.windows:
-        return []
-    closed = []
-    current = evse.counts()
+def _close_windows(evse: EvseState, policy: Policy, closed: list[dict[str, Any]]) -> None:
+    """Close (integrate to the end, emit, forget) every window the EVSE's watermark passed."""
+    watermark = evse.last_seen
+    if watermark is None:
+        return
     for start in sorted(evse.windows):
         window = evse.windows[start]
-        if window.end + policy.grace_ms > evse.last_seen:
+        if window.end + policy.grace_ms > watermark:
             break
-        _integrate(window, window.end, current)
+        _integrate(window, window.end, evse.tally)
         closed.append(window_record(evse, window))
         del evse.windows[start]
-    return closed
 
 
 def window_record(evse: EvseState, window: WindowAcc) -> dict[str, Any]:

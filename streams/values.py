@@ -31,6 +31,9 @@ def norm_key(text: str) -> str:
 
 def clean_str(value: Any, limit: int = 256) -> str | None:
     """A usable identifier/label: non-empty text (numbers are accepted as text), trimmed."""
+    if value.__class__ is str:  # the common case first: this runs several times per connector
+        value = value.strip()
+        return value if value and len(value) <= limit else None
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
@@ -46,6 +49,11 @@ def clean_str(value: Any, limit: int = 256) -> str | None:
 
 def to_float(value: Any) -> float | None:
     """A finite number from a number or numeric text; anything else is ``None``."""
+    kind = value.__class__
+    if kind is float:  # parsed JSON numbers first: the common case
+        return value if math.isfinite(value) else None
+    if kind is int:
+        return float(value)
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):

@@ -158,7 +158,11 @@ def unwrap_list(value: Any, inner_key: str, what: str) -> list[Any] | None:
 
 @dataclass(slots=True)
 class Attributes:
-    """Canonical connector attributes; built by adapters, shared by all connectors of a group."""
+    """Canonical connector attributes; built by adapters, shared by all connectors of a group.
+
+    Treated as immutable once built: :meth:`fields` computes the record fields once, and
+    ``AttributeCache`` hands the same instance to every connector with the same spec.
+    """
 
     standard: ConnectorStandard | None = None
     format: ConnectorFormat | None = None
@@ -167,11 +171,28 @@ class Attributes:
     voltage: int | None = None
     amperage: int | None = None
     powerClass: int | None = None
+    _fields: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def fields(self) -> dict[str, Any]:
+        """The record fields these attributes set; ``powerClass`` follows ``maxPowerKw`` when known."""
+        fields = self._fields
+        if fields is None:
+            klass = self.powerClass if self.maxPowerKw is None else power_class(self.maxPowerKw)
+            fields = self._fields = {
+                "standard": self.standard,
+                "format": self.format,
+                "powerType": self.powerType,
+                "maxPowerKw": self.maxPowerKw,
+                "voltage": self.voltage,
+                "amperage": self.amperage,
+                "powerClass": klass,
+            }
+        return fields
 
 
 @dataclass(slots=True)
 class Place:
-    """Where an EVSE is and what it is called; shared by all its connectors."""
+    """Where an EVSE is and what it is called; shared by all its connectors (immutable once built)."""
 
     locationId: str | None = None
     evseDisplayId: str | None = None
@@ -181,6 +202,27 @@ class Place:
     operatorName: str | None = None
     city: str | None = None
     countryCode: str | None = None
+    _fields: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def fields(self) -> dict[str, Any]:
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = {
+                "locationId": self.locationId,
+                "evseDisplayId": self.evseDisplayId,
+                "latitude": self.latitude,
+                "longitude": self.longitude,
+                "locationName": self.locationName,
+                "operatorName": self.operatorName,
+                "city": self.city,
+                "countryCode": self.countryCode,
+            }
+        return fields
+
+
+#: Every ConnectorStatus field in schema order; ``build_record`` copies it and fills it in,
+#: so records keep one key order whatever the adapter.
+_RECORD_TEMPLATE: dict[str, Any] = dict.fromkeys(ConnectorStatus.model_fields)
 
 
 def build_record(
@@ -201,46 +243,34 @@ def build_record(
     uptime: float | None = None,
     privilege_status: str | None = None,
 ) -> ConnectorStatus:
-    """Assemble one canonical record; the only place that knows the field list."""
+    """Assemble one canonical record; the only place that knows the field list.
+
+    Runs once per connector, so it copies a template and merges the cached place and
+    attribute fields instead of spelling out every field each time.
+    """
     event_time, time_source, time_issue = resolve_event_time(time_candidates, ctx.record_time, ctx.trust_until)
-    klass = attributes.powerClass
-    if attributes.maxPowerKw is not None:
-        klass = power_class(attributes.maxPowerKw)
-    return construct_status(
-        {
-            "source": source,
-            "connectorUid": connector_uid,
-            "evseUid": evse_uid,
-            "scope": scope,
-            "connectorId": connector_id,
-            "locationId": place.locationId,
-            "evseDisplayId": place.evseDisplayId,
-            "status": status,
-            "rawStatus": raw_status,
-            "live": live,
-            "standard": attributes.standard,
-            "format": attributes.format,
-            "powerType": attributes.powerType,
-            "maxPowerKw": attributes.maxPowerKw,
-            "voltage": attributes.voltage,
-            "amperage": attributes.amperage,
-            "powerClass": klass,
-            "eventTime": event_time,
-            "eventTimeSource": time_source,
-            "eventTimeIssue": time_issue,
-            "recordTime": ctx.record_time,
-            "latitude": place.latitude,
-            "longitude": place.longitude,
-            "locationName": place.locationName,
-            "operatorName": place.operatorName,
-            "city": place.city,
-            "countryCode": place.countryCode,
-            "reliability": reliability,
-            "uptime": uptime,
-            "privilegeStatus": privilege_status,
-            "snapshotConnectorUids": None,
-        }
-    )
+    values = _RECORD_TEMPLATE.copy()
+    values.update(place.fields())
+    values.update(attributes.fields())
+    values["source"] = source
+    values["connectorUid"] = connector_uid
+    values["evseUid"] = evse_uid
+    values["scope"] = scope
+    values["connectorId"] = connector_id
+    values["status"] = status
+    values["rawStatus"] = raw_status
+    values["live"] = live
+    values["eventTime"] = event_time
+    values["eventTimeSource"] = time_source
+    values["eventTimeIssue"] = time_issue
+    values["recordTime"] = ctx.record_time
+    if reliability is not None:
+        values["reliability"] = reliability
+    if uptime is not None:
+        values["uptime"] = uptime
+    if privilege_status is not None:
+        values["privilegeStatus"] = privilege_status
+    return construct_status(values)
 
 
 _ALL_FIELDS = set(ConnectorStatus.model_fields)
