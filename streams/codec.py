@@ -38,10 +38,18 @@ def zigzag(value: int) -> bytes:
 _SMALL = [zigzag(n) for n in range(-64, 64)]
 
 
+_LONGS: dict[int, bytes] = {}  # memo for larger values: timestamps repeat across records
+
+
 def write_long(value: int) -> bytes:
     if -64 <= value < 64:
         return _SMALL[value + 64]
-    return zigzag(value)
+    encoded = _LONGS.get(value)
+    if encoded is None:
+        if len(_LONGS) >= 65_536:
+            _LONGS.clear()
+        encoded = _LONGS[value] = zigzag(value)
+    return encoded
 
 
 def read_long(buf: bytes, pos: int) -> tuple[int, int]:

@@ -281,6 +281,7 @@ class PartitionState:
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     stream_time: int | None = None
     offset: int = -1  # last connector-status offset whose effects are in this state
+    durable_offset: int = -1  # last offset whose outputs and changelog are acknowledged
 
     def meta(self) -> bytes:
         return orjson.dumps({"offset": self.offset, "counters": self.counters, "streamTime": self.stream_time})
@@ -334,6 +335,7 @@ class AggregateStage:
                     state.evses.pop(message.key.decode(), None)
                 else:
                     state.evses[message.key.decode()] = EvseState.from_json(orjson.loads(message.value))
+            state.durable_offset = state.offset
             self.states[partition] = state
             log.info("restored partition %d: %d EVSEs, offset %d", partition, len(state.evses), state.offset)
 
@@ -421,6 +423,9 @@ class AggregateStage:
                 )
             await batcher.add(self.changelog, META_KEY, state.meta(), state.stream_time, partition=partition)
         await batcher.flush()
+        for partition in dirty:
+            state = self.states[partition]
+            state.durable_offset = state.offset
 
     async def _apply(
         self,
@@ -474,7 +479,9 @@ class AggregateStage:
         return max(times) if times else None
 
     def processed_offsets(self) -> dict[int, int]:
-        return {p: s.offset for p, s in self.states.items()}
+        """Per partition, the last input offset whose outputs are all acknowledged by Kafka
+        (what "processed" means to anyone who then reads the output topics)."""
+        return {p: s.durable_offset for p, s in self.states.items()}
 
     def lag(self) -> int:
         positions = {TopicPartition(CONNECTOR_STATUS, p): s.offset + 1 for p, s in self.states.items()}
