@@ -7,9 +7,10 @@ and pass the object down.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +31,14 @@ class Settings(BaseSettings):
         0.0, ge=0, description="How long after a window's end late records are still folded in"
     )
     window_retention_seconds: float = Field(86_400.0, gt=0)
+    store: str = Field(
+        "memory://", description="Stage-2 state store: memory:// or rocksdb://[/dir] (see streams/store.py)"
+    )
+    state_dir: Path = Field(Path("plugstream-data"), description="Where rocksdb:// keeps its databases")
+    store_cache_evses: int = Field(10_000, ge=1, description="Hot EVSE states a rocksdb:// store keeps in memory")
+    standby_replicas: int = Field(
+        0, ge=0, description="Changelog partitions each worker keeps warm (rocksdb://) besides the ones it owns"
+    )
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: SecretStr | None = Field(None, description="Bearer token required by the HTTP API when set")
@@ -41,6 +50,23 @@ class Settings(BaseSettings):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_key_password: SecretStr | None = None
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        from .store import StoreError, parse_store_url
+
+        try:
+            parse_store_url(value)
+        except StoreError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _standby_needs_rocksdb(self) -> Settings:
+        if self.standby_replicas and not self.store.startswith("rocksdb://"):
+            raise ValueError("standby_replicas needs store=rocksdb:// (a standby is a local database kept warm)")
+        return self
 
     @property
     def clock_skew(self) -> timedelta:

@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 from aiokafka.partitioner import DefaultPartitioner
 
 from . import avro, kafka
@@ -41,6 +42,7 @@ from .adapters.base import construct_status
 from .config import Settings
 from .core import COUNTERS, EvseState, Policy, apply_record, availability, new_evse
 from .kafka import Kafka
+from .store import MemoryStore, PartitionStore, StoreFactory
 from .timeparse import from_millis
 from .topics import (
     CONNECTOR_CHANGES,
@@ -277,14 +279,27 @@ class PartitionState:
     """Everything stage 2 keeps for one input partition; persisted as one changelog unit."""
 
     partition: int
-    evses: dict[str, EvseState] = field(default_factory=dict)
+    store: PartitionStore = field(default_factory=MemoryStore)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     stream_time: int | None = None
     offset: int = -1  # last connector-status offset whose effects are in this state
     durable_offset: int = -1  # last offset whose outputs and changelog are acknowledged
+    connectors: int = 0  # connector states held (for metrics; kept in step per record)
 
     def meta(self) -> bytes:
-        return orjson.dumps({"offset": self.offset, "counters": self.counters, "streamTime": self.stream_time})
+        return orjson.dumps(
+            {
+                "offset": self.offset,
+                "counters": self.counters,
+                "streamTime": self.stream_time,
+                "connectors": self.connectors,
+            }
+        )
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        self.offset, self.stream_time = meta["offset"], meta["streamTime"]
+        self.counters.update(meta["counters"])
+        self.connectors = meta.get("connectors", self.connectors)
 
 
 class AggregateStage:
@@ -300,6 +315,11 @@ class AggregateStage:
             staleness_ms=int(settings.staleness_seconds * 1000),
         )
         self.states: dict[int, PartitionState] = {}
+        self.stores = OpenStores(
+            StoreFactory(
+                settings.store, settings.state_dir, settings.app_id, str(settings.web_port), settings.store_cache_evses
+            )
+        )
         self.changelog = changelog_topic(settings.app_id)
         self.on_batch: list[Callable[[float, list[int]], Any]] = []  # (seconds, record timestamps)
         self._stop = asyncio.Event()
@@ -312,32 +332,68 @@ class AggregateStage:
 
     # -- recovery ------------------------------------------------------------------------
     async def restore(self, partitions: list[int]) -> None:
-        """Rebuild partition states from the changelog, read to its fetch high watermark."""
-        reader = kafka.consumer(self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **DRAIN_FETCH)
-        await reader.start()
-        try:
-            tps = [TopicPartition(self.changelog, p) for p in partitions]
-            reader.assign(tps)
-            for tp in tps:
-                reader.seek(tp, 0)
-            records = await drain(reader, tps)
-        finally:
-            await reader.stop()
+        """Rebuild partition states: the local store's checkpoint (rocksdb://) plus the
+        changelog from there to its fetch high watermark, streamed (constant memory)."""
+        states, starts = {}, {}
         for partition in partitions:
-            state = PartitionState(partition)
-            for message in records.get(partition, []):
-                self.restored_records += 1
-                if message.key == META_KEY:
-                    meta = orjson.loads(message.value)
-                    state.offset, state.stream_time = meta["offset"], meta["streamTime"]
-                    state.counters.update(meta["counters"])
-                elif message.value is None:
-                    state.evses.pop(message.key.decode(), None)
-                else:
-                    state.evses[message.key.decode()] = EvseState.from_json(orjson.loads(message.value))
+            store = self.stores.open(partition)
+            state = PartitionState(partition, store)
+            changelog_offset, meta = store.checkpoint()
+            if meta is not None:
+                state.load_meta(meta)
+            states[partition], starts[partition] = state, changelog_offset + 1
+        ahead = await self._replay_changelog(states, starts)
+        if ahead:  # local databases past the changelog's end (topic recreated): rebuild them
+            for partition in ahead:
+                log.warning("local state of partition %d is ahead of the changelog: rebuilding it", partition)
+                states[partition].store.wipe()
+                states[partition] = PartitionState(partition, states[partition].store)
+            await self._replay_changelog({p: states[p] for p in ahead}, dict.fromkeys(ahead, 0))
+        for partition, state in states.items():
+            if not self.stores.persistent:
+                state.connectors = sum(len(evse.connectors) for evse in state.store.values())
             state.durable_offset = state.offset
             self.states[partition] = state
-            log.info("restored partition %d: %d EVSEs, offset %d", partition, len(state.evses), state.offset)
+            log.info("restored partition %d: %d EVSEs, offset %d", partition, len(state.store), state.offset)
+
+    async def _replay_changelog(self, states: dict[int, PartitionState], starts: dict[int, int]) -> list[int]:
+        """Apply the changelog from ``starts`` to its end; returns partitions whose local
+        checkpoint lies beyond the changelog's end."""
+        reader = kafka.consumer(self.bootstrap, enable_auto_commit=False, auto_offset_reset="none", **DRAIN_FETCH)
+        await reader.start()
+        last_offsets: dict[int, int] = {}
+        ahead: list[int] = []
+
+        def apply(partition: int, messages: list[Any]) -> None:
+            state = states[partition]
+            store = state.store
+            for message in messages:
+                self.restored_records += 1
+                if message.key == META_KEY:
+                    state.load_meta(orjson.loads(message.value))
+                else:
+                    store.load_raw(message.key, message.value)
+            last_offsets[partition] = messages[-1].offset
+
+        try:
+            tps = [TopicPartition(self.changelog, p) for p in states]
+            reader.assign(tps)
+            for tp in tps:
+                reader.seek(tp, starts[tp.partition])
+            try:
+                await drain(reader, tps, on_records=apply)
+            except OffsetOutOfRangeError as exc:
+                return sorted({tp.partition for tp in exc.args[0]} if exc.args else set(starts))
+            for tp in tps:
+                highwater = reader.highwater(tp)
+                if starts[tp.partition] > 0 and (highwater or 0) < starts[tp.partition]:
+                    ahead.append(tp.partition)
+        finally:
+            await reader.stop()
+        for partition, state in states.items():
+            if partition in last_offsets and partition not in ahead:
+                state.store.commit({}, state.meta(), last_offsets[partition])
+        return ahead
 
     # -- processing ----------------------------------------------------------------------
     async def run(self, producer: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
@@ -383,73 +439,81 @@ class AggregateStage:
                         callback(elapsed, stamps)
         finally:
             await consumer.stop()
+            self.states.clear()
+            self.stores.close_all()
 
     async def _process(
         self, batches: dict[TopicPartition, list[Any]], batcher: Batcher, producer: AIOKafkaProducer
     ) -> None:
-        dirty: dict[int, set[str]] = {}
+        dirty: dict[int, dict[str, EvseState]] = {}
         for tp, messages in batches.items():
             state = self.states.get(tp.partition)
             if state is None:
                 continue  # revoked while fetching
-            touched = dirty.setdefault(tp.partition, set())
+            touched = dirty.setdefault(tp.partition, {})
             for message in messages:
                 if message.offset <= state.offset:
                     continue  # already reflected in the restored state
                 await self._apply(state, message, touched, batcher)
                 state.offset = message.offset
-        for partition, evse_uids in dirty.items():
-            state = self.states[partition]
-            for uid in evse_uids:
-                evse = state.evses[uid]
-                view = availability(evse, state.stream_time, self.policy)
+        for partition, evses in dirty.items():
+            stream_time = self.states[partition].stream_time
+            for uid, evse in evses.items():
+                view = availability(evse, stream_time, self.policy)
                 await batcher.add(
                     EVSE_AVAILABILITY,
                     uid.encode(),
                     avro.encode("EvseAvailability", view),
-                    state.stream_time,
+                    stream_time,
                     partition=partition,
                 )
         await batcher.flush()  # outputs first: a crash now re-emits, never loses
-        for partition, evse_uids in dirty.items():
+        serialized: dict[int, dict[str, bytes | None]] = {}
+        for partition, evses in dirty.items():
             state = self.states[partition]
-            for uid in evse_uids:
-                await batcher.add(
-                    self.changelog,
-                    uid.encode(),
-                    orjson.dumps(state.evses[uid].to_json()),
-                    state.stream_time,
-                    partition=partition,
-                )
+            values = serialized[partition] = {uid: orjson.dumps(evse.to_json()) for uid, evse in evses.items()}
+            for uid, value in values.items():
+                await batcher.add(self.changelog, uid.encode(), value, state.stream_time, partition=partition)
             await batcher.add(self.changelog, META_KEY, state.meta(), state.stream_time, partition=partition)
-        await batcher.flush()
+        acks = await batcher.flush()
+        changelog_ends: dict[int, int] = {}
+        for meta, count in acks:
+            end = meta.offset + count - 1
+            if changelog_ends.get(meta.partition, -1) < end:
+                changelog_ends[meta.partition] = end
         for partition in dirty:
             state = self.states[partition]
+            state.store.commit(serialized[partition], state.meta(), changelog_ends[partition])
             state.durable_offset = state.offset
 
     async def _apply(
         self,
         state: PartitionState,
         message: Any,
-        touched: set[str],
+        touched: dict[str, EvseState],
         batcher: Batcher,
     ) -> None:
         record = construct_status(avro.decode("ConnectorStatus", message.value))
         if state.stream_time is None or message.timestamp > state.stream_time:
             state.stream_time = message.timestamp
-        evse = state.evses.get(record.evseUid)
-        created = evse is None
+        uid = record.evseUid
+        evse = touched.get(uid) or state.store.get(uid)
+        known = 0
         if evse is None:
             evse = new_evse(record)
+        else:
+            known = len(evse.connectors)
         outcome = apply_record(evse, record, self.policy)
         for name, n in outcome.counters.items():
             state.counters[name] = state.counters.get(name, 0) + n
-        if created and not evse.connectors:
+        if not evse.connectors:
             return  # an EVSE-wide update for an EVSE we never saw: nothing to keep
-        state.evses[record.evseUid] = evse
+        if not known:
+            state.store.put(uid, evse)
+        state.connectors += len(evse.connectors) - known
         if outcome.evse_changed or outcome.changes or outcome.closed_windows:
-            touched.add(record.evseUid)
-        key = record.evseUid.encode()
+            touched[uid] = evse
+        key = uid.encode()
         for change in outcome.changes:
             await batcher.add(
                 CONNECTOR_CHANGES,
@@ -488,6 +552,33 @@ class AggregateStage:
         return _lag(self._consumer, positions)
 
 
+class OpenStores:
+    """The partition stores this worker has open (owned partitions)."""
+
+    def __init__(self, factory: StoreFactory) -> None:
+        self.factory = factory
+        self.by_partition: dict[int, PartitionStore] = {}
+
+    @property
+    def persistent(self) -> bool:
+        return self.factory.persistent
+
+    def open(self, partition: int) -> PartitionStore:
+        store = self.by_partition.get(partition)
+        if store is None:
+            store = self.by_partition[partition] = self.factory.open(partition)
+        return store
+
+    def close(self, partition: int) -> None:
+        store = self.by_partition.pop(partition, None)
+        if store is not None:
+            store.close()
+
+    def close_all(self) -> None:
+        for partition in list(self.by_partition):
+            self.close(partition)
+
+
 def change_record(change: Any) -> dict[str, Any]:
     live, standard, fmt, power_type, max_kw, volts, amps = change.state.attributes
     return {
@@ -522,7 +613,8 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.stage._lock:
             for tp in revoked:
-                self.stage.states.pop(tp.partition, None)
+                if self.stage.states.pop(tp.partition, None) is not None:
+                    self.stage.stores.close(tp.partition)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         partitions = [tp.partition for tp in assigned]

@@ -310,7 +310,7 @@ class LocalPipeline:
         views = [
             availability(evse, stream_time, self.aggregate.policy)
             for state in self.aggregate.states.values()
-            for evse in state.evses.values()
+            for evse in state.store.values()
         ]
         return sorted((_as_published("EvseAvailability", v) for v in views), key=lambda v: v["evseUid"])
 

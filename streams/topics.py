@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
@@ -100,15 +102,27 @@ async def read_to_end(
         await consumer.stop()
 
 
-async def drain(consumer: AIOKafkaConsumer, tps: list[TopicPartition], idle_ms: int = 300) -> dict[int, list]:
-    """Fetch until each partition's position reaches its fetch high watermark."""
+async def drain(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    idle_ms: int = 300,
+    on_records: Callable[[int, list[Any]], None] | None = None,
+) -> dict[int, list]:
+    """Fetch until each partition's position reaches its fetch high watermark.
+
+    Returns the records per partition, or hands each fetched chunk to ``on_records`` (and
+    keeps nothing) so a large changelog restores in constant memory.
+    """
     records: dict[int, list] = {tp.partition: [] for tp in tps}
     pending = set(tps)
     idle_rounds = 0
     while pending:
         batch = await consumer.getmany(*pending, timeout_ms=idle_ms, max_records=5000)
         for tp, messages in batch.items():
-            records[tp.partition].extend(messages)
+            if on_records is None:
+                records[tp.partition].extend(messages)
+            else:
+                on_records(tp.partition, messages)
         progressed = bool(batch)
         for tp in list(pending):
             highwater = consumer.highwater(tp)

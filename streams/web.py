@@ -152,10 +152,8 @@ class PipelineMetrics:
         yield warnings
         sizes = GaugeMetricFamily("plugstream_table_size", "Entries per table", labels=["table"])
         aggregate = self.pipeline.aggregate
-        sizes.add_metric(["evse_state"], sum(len(s.evses) for s in aggregate.states.values()))
-        sizes.add_metric(
-            ["connector_state"], sum(len(e.connectors) for s in aggregate.states.values() for e in s.evses.values())
-        )
+        sizes.add_metric(["evse_state"], sum(len(s.store) for s in aggregate.states.values()))
+        sizes.add_metric(["connector_state"], sum(s.connectors for s in aggregate.states.values()))
         sizes.add_metric(["view_evses"], len(self.view.evses))
         yield sizes
         lag = GaugeMetricFamily("plugstream_consumer_lag", "Records not yet processed", labels=["consumer"])

@@ -18,7 +18,8 @@ from .workers import PARTITIONS, reconcile, start_worker, stop, wait_converged, 
 pytestmark = pytest.mark.integration
 
 
-async def test_sigkill_mid_stream_then_restart_gives_identical_tables(broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_sigkill_mid_stream_then_restart_gives_identical_tables(broker, tmp_path: Path, store: str) -> None:
     entries = make_log(evse_count=80, records=6000, seed=11)
     first = write_log(tmp_path / "first.jsonl", entries[:3000])
     second = write_log(tmp_path / "second.jsonl", entries[3000:])
@@ -26,15 +27,16 @@ async def test_sigkill_mid_stream_then_restart_gives_identical_tables(broker, tm
         _, expected = await run_log(reference.bootstrap, [first, second], partitions=PARTITIONS)
 
     log = tmp_path / "worker.log"
+    env = {"PLUGSTREAM_STORE": store, "PLUGSTREAM_STATE_DIR": str(tmp_path / "state")}
     await publish(broker.bootstrap, [first], PARTITIONS, progress=False)
-    worker = start_worker(broker.bootstrap, log)
+    worker = start_worker(broker.bootstrap, log, env)
     try:
         await wait_for_progress(broker.bootstrap, [worker], log)
         await publish(broker.bootstrap, [second], PARTITIONS, progress=False)
         await asyncio.sleep(0.2)
         worker.send_signal(signal.SIGKILL)  # mid-stream: the second half is being processed
         worker.wait(10)
-        worker = start_worker(broker.bootstrap, log)
+        worker = start_worker(broker.bootstrap, log, env)  # rocksdb://: reopens the killed worker's databases
         await wait_converged(broker.bootstrap, expected["evses"], [worker], log, timeout=90)
         counters, records = await reconcile(broker.bootstrap)
         assert counters["accepted"] == expected["stats"]["accepted"]

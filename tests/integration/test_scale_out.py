@@ -59,17 +59,26 @@ async def test_sigkill_one_of_two_workers_mid_replay(broker, halves, tmp_path: P
             stop(worker)
 
 
-async def test_sigterm_and_restart(broker, halves, tmp_path: Path) -> None:
+def store_env(store: str, state_dir: Path) -> dict[str, str]:
+    """Each worker process gets its own state directory (as each pod gets its own volume)."""
+    return {"PLUGSTREAM_STORE": store, "PLUGSTREAM_STATE_DIR": str(state_dir)}
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_sigterm_and_restart(broker, halves, tmp_path: Path, store: str) -> None:
+    """rocksdb://: the restarted worker reopens databases whose partitions the other worker
+    advanced meanwhile; it must resume from its checkpoint plus the changelog's tail."""
     expected = await reference(list(halves))
     log = tmp_path / "workers.log"
-    workers = [start_worker(broker.bootstrap, log), start_worker(broker.bootstrap, log)]
+    envs = [store_env(store, tmp_path / "w0"), store_env(store, tmp_path / "w1")]
+    workers = [start_worker(broker.bootstrap, log, envs[0]), start_worker(broker.bootstrap, log, envs[1])]
     try:
         await publish(broker.bootstrap, [halves[0]], PARTITIONS, progress=False)
         await wait_for_progress(broker.bootstrap, workers, log)
         stop(workers[0])
         assert workers[0].returncode == 0, log.read_text()  # a clean shutdown on SIGTERM
         await publish(broker.bootstrap, [halves[1]], PARTITIONS, progress=False)
-        workers[0] = start_worker(broker.bootstrap, log)
+        workers[0] = start_worker(broker.bootstrap, log, envs[0])
         await wait_converged(broker.bootstrap, expected["evses"], workers, log)
         await check_reconciled(broker.bootstrap, expected)
     finally:

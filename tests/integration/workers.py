@@ -19,8 +19,13 @@ from streams.topics import CONNECTOR_STATUS, EVSE_AVAILABILITY, changelog_topic,
 PARTITIONS = 4
 
 
-def start_worker(bootstrap: str, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PLUGSTREAM_BROKER": f"kafka://{bootstrap}", "PLUGSTREAM_PARTITIONS": str(PARTITIONS)}
+def start_worker(bootstrap: str, log_path: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PLUGSTREAM_BROKER": f"kafka://{bootstrap}",
+        "PLUGSTREAM_PARTITIONS": str(PARTITIONS),
+        **(extra_env or {}),
+    }
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--without-web"],
