@@ -5,6 +5,7 @@ Each subcommand reads settings at its own entry point; importing this module doe
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -257,6 +258,8 @@ def worker(broker_url: str | None, web_port: int | None, without_web: bool) -> N
 
     settings = _settings(broker=broker_url)
     port = None if without_web else (web_port or settings.web_port)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     _run_until_signal(lambda: _worker(settings, Kafka.from_settings(settings), True, port))
 
 

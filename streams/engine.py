@@ -42,6 +42,7 @@ from .adapters.base import construct_status
 from .config import Settings
 from .core import COUNTERS, EvseState, Policy, apply_record, availability, new_evse
 from .kafka import Kafka
+from .standby import StandbyPlan, StandbyTailer, standby_assignor
 from .store import MemoryStore, PartitionStore, StoreFactory
 from .timeparse import from_millis
 from .topics import (
@@ -321,6 +322,9 @@ class AggregateStage:
             )
         )
         self.changelog = changelog_topic(settings.app_id)
+        self.standby_plan = StandbyPlan()  # filled by the standby assignor on each rebalance
+        self.standby: StandbyTailer | None = None
+        self._standby_task: asyncio.Task[None] | None = None
         self.on_batch: list[Callable[[float, list[int]], Any]] = []  # (seconds, record timestamps)
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -354,7 +358,13 @@ class AggregateStage:
                 state.connectors = sum(len(evse.connectors) for evse in state.store.values())
             state.durable_offset = state.offset
             self.states[partition] = state
-            log.info("restored partition %d: %d EVSEs, offset %d", partition, len(state.store), state.offset)
+            log.info(
+                "restored partition %d: %d EVSEs, offset %d, changelog replayed from offset %d",
+                partition,
+                len(state.store),
+                state.offset,
+                0 if partition in ahead else starts[partition],
+            )
 
     async def _replay_changelog(self, states: dict[int, PartitionState], starts: dict[int, int]) -> list[int]:
         """Apply the changelog from ``starts`` to its end; returns partitions whose local
@@ -405,6 +415,13 @@ class AggregateStage:
             **group_timings(),
         }
         if self.group:
+            if settings.standby_replicas:
+                options["partition_assignment_strategy"] = (
+                    standby_assignor(settings.standby_replicas, self.standby_plan),
+                )
+                self.standby = StandbyTailer(self.bootstrap, self.changelog, self.stores)
+                await self.standby.start()
+                self._standby_task = asyncio.create_task(self.standby.run(), name="standby")
             consumer = kafka.consumer(self.bootstrap, group_id=f"{settings.app_id}-aggregate", **options)
             self._consumer = consumer
             await consumer.start()
@@ -439,6 +456,10 @@ class AggregateStage:
                         callback(elapsed, stamps)
         finally:
             await consumer.stop()
+            if self.standby is not None and self._standby_task is not None:
+                self.standby.stop()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(self._standby_task, 10)
             self.states.clear()
             self.stores.close_all()
 
@@ -618,6 +639,10 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         partitions = [tp.partition for tp in assigned]
+        standby = self.stage.standby
+        if standby is not None:  # stop following what this worker now owns, before restoring it
+            owned = set(partitions) | set(self.stage.states)
+            await standby.set_partitions(self.stage.standby_plan.partitions - owned, keep_open=owned)
         await self.stage.restore(partitions)
         consumer = self.stage._consumer
         assert consumer is not None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -169,17 +169,22 @@ def step(evse: SimEvse, rng: random.Random) -> None:
         evse.statuses = [evse.statuses[k]] * len(evse.statuses)
 
 
-def feed(evse_count: int, seed: int = 7) -> Iterator[tuple[str, bytes, bytes]]:
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def feed(evse_count: int, seed: int = 7, clock: Callable[[], int] = _wall_ms) -> Iterator[tuple[str, bytes, bytes]]:
     """Endless (source, key, payload): first every EVSE once, then one change per item.
-    The key is the EVSE, so each EVSE's reports keep their order in one raw partition."""
+    The key is the EVSE, so each EVSE's reports keep their order in one raw partition.
+    ``clock`` stamps the payloads (epoch ms); a virtual clock makes the feed reproducible."""
     rng = random.Random(seed)
     evses = make_evses(evse_count, rng)
     for evse in evses:
-        yield evse.source, f"sim-{evse.index}".encode(), orjson.dumps(render(evse, int(time.time() * 1000)))
+        yield evse.source, f"sim-{evse.index}".encode(), orjson.dumps(render(evse, clock()))
     while True:
         evse = rng.choice(evses)
         step(evse, rng)
-        yield evse.source, f"sim-{evse.index}".encode(), orjson.dumps(render(evse, int(time.time() * 1000)))
+        yield evse.source, f"sim-{evse.index}".encode(), orjson.dumps(render(evse, clock()))
 
 
 async def run_simulation(

@@ -101,3 +101,33 @@ async def test_a_third_worker_joins_mid_stream(broker, halves, tmp_path: Path) -
     finally:
         for worker in workers:
             stop(worker)
+
+
+async def test_standby_replica_takes_over_from_its_checkpoint(broker, halves, tmp_path: Path) -> None:
+    """With standby_replicas=1 each worker keeps the other's partitions in its local databases,
+    so after a SIGKILL the survivor restores them from its standby checkpoint (the changelog's
+    tail only) and still ends with the single-worker tables."""
+    expected_first = await reference([halves[0]])
+    expected = await reference(list(halves))
+    logs = [tmp_path / "w0.log", tmp_path / "w1.log"]
+    envs = [{**store_env("rocksdb://", tmp_path / f"w{i}"), "PLUGSTREAM_STANDBY_REPLICAS": "1"} for i in range(2)]
+    workers = [start_worker(broker.bootstrap, logs[i], envs[i]) for i in range(2)]
+    try:
+        await publish(broker.bootstrap, [halves[0]], PARTITIONS, progress=False)
+        await wait_converged(broker.bootstrap, expected_first["evses"], workers, logs[0])
+        await asyncio.sleep(1.5)  # the standbys follow the changelog within a fetch or two
+        survivor_log = logs[1].read_text()
+        assert "standby for partitions" in survivor_log, survivor_log
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait(10)
+        await publish(broker.bootstrap, [halves[1]], PARTITIONS, progress=False)
+        await wait_converged(broker.bootstrap, expected["evses"], workers[1:], logs[1])
+        await check_reconciled(broker.bootstrap, expected)
+        taken_over = [line for line in logs[1].read_text().splitlines() if "restored partition" in line][
+            -PARTITIONS:
+        ]  # the last rebalance restored all four partitions on the survivor
+        starts = [int(line.rsplit(" ", 1)[1]) for line in taken_over]
+        assert len(starts) == PARTITIONS and all(start > 0 for start in starts), taken_over
+    finally:
+        for worker in workers:
+            stop(worker)
