@@ -35,7 +35,9 @@ class Settings(BaseSettings):
         "memory://", description="Stage-2 state store: memory:// or rocksdb://[/dir] (see streams/store.py)"
     )
     state_dir: Path = Field(Path("plugstream-data"), description="Where rocksdb:// keeps its databases")
-    store_cache_evses: int = Field(10_000, ge=1, description="Hot EVSE states a rocksdb:// store keeps in memory")
+    store_cache_evses: int = Field(
+        1_000, ge=1, description="Hot EVSE states a rocksdb:// store keeps in memory, per partition"
+    )
     standby_replicas: int = Field(
         0, ge=0, description="Changelog partitions each worker keeps warm (rocksdb://) besides the ones it owns"
     )

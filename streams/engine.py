@@ -352,7 +352,10 @@ class AggregateStage:
                 log.warning("local state of partition %d is ahead of the changelog: rebuilding it", partition)
                 states[partition].store.wipe()
                 states[partition] = PartitionState(partition, states[partition].store)
-            await self._replay_changelog({p: states[p] for p in ahead}, dict.fromkeys(ahead, 0))
+                starts[partition] = 0
+            # all partitions again: a replay that stopped on an out-of-range error may have left
+            # the others half-way, and re-applying changelog records is idempotent
+            await self._replay_changelog(states, starts)
         for partition, state in states.items():
             if not self.stores.persistent:
                 state.connectors = sum(len(evse.connectors) for evse in state.store.values())
@@ -363,7 +366,7 @@ class AggregateStage:
                 partition,
                 len(state.store),
                 state.offset,
-                0 if partition in ahead else starts[partition],
+                starts[partition],
             )
 
     async def _replay_changelog(self, states: dict[int, PartitionState], starts: dict[int, int]) -> list[int]:

@@ -93,6 +93,13 @@ def test_k8s_manifests_are_complete_and_consistent() -> None:
     assert set(config["data"]) <= known and set(secret["stringData"]) <= known
     assert not {"PLUGSTREAM_SASL_PASSWORD", "PLUGSTREAM_API_TOKEN"} & set(config["data"])  # secrets only in Secret
     Settings(**{k.removeprefix("PLUGSTREAM_").lower(): v for k, v in config["data"].items()})  # values validate
+    # RocksDB state lives on each pod's own persistent volume, mounted where the store points
+    store = config["data"]["PLUGSTREAM_STORE"]
+    assert store.startswith("rocksdb://")
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    claims = {c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]}
+    assert any(name in claims and store.removeprefix("rocksdb://") == path for name, path in mounts.items())
+    assert int(config["data"]["PLUGSTREAM_STANDBY_REPLICAS"]) >= 1
     job = docs[("Job", "plugstream-topics")]["spec"]["template"]["spec"]["containers"][0]
     assert job["args"] == ["topics", "create"]
     for image in (container["image"], job["image"]):
