@@ -216,7 +216,7 @@ def apply_record(evse: EvseState, record: ConnectorStatus, policy: Policy) -> Ou
     event_time = to_millis(record.eventTime)
     record_time = to_millis(record.recordTime)
     _update_place(evse, record)
-    before = evse.tally.copy()  # the counts this report's windows integrate up to its time
+    before = evse.counts()  # the counts this report's windows integrate up to its time
 
     if record.scope is Scope.EVSE or record.scope == "EVSE":
         targets = list(evse.connectors)

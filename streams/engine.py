@@ -522,17 +522,16 @@ class AggregateStage:
             state.stream_time = message.timestamp
         uid = record.evseUid
         evse = touched.get(uid) or state.store.get(uid)
-        known = 0
+        created = evse is None
         if evse is None:
             evse = new_evse(record)
-        else:
-            known = len(evse.connectors)
+        known = len(evse.connectors)
         outcome = apply_record(evse, record, self.policy)
         for name, n in outcome.counters.items():
             state.counters[name] = state.counters.get(name, 0) + n
-        if not evse.connectors:
-            return  # an EVSE-wide update for an EVSE we never saw: nothing to keep
-        if not known:
+        if created:
+            if not evse.connectors:
+                return  # an EVSE-wide update for an EVSE we never saw: nothing to keep
             state.store.put(uid, evse)
         state.connectors += len(evse.connectors) - known
         if outcome.evse_changed or outcome.changes or outcome.closed_windows:
@@ -661,8 +660,3 @@ async def producer_for(target: str | Kafka, **options: Any) -> Any:
         yield producer
     finally:
         await producer.stop()
-
-
-def wall_ms() -> int:
-    """Wall clock, for the edges only (progress, latency measurement) — never processing."""
-    return int(time.time() * 1000)

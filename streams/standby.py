@@ -161,7 +161,7 @@ class StandbyTailer:
                             store.load_raw(message.key, message.value)
                     self.applied_records += len(messages)
                     if checkpoint is not None:
-                        store.mark_restored(*checkpoint)
+                        store.commit({}, *checkpoint)  # states are in; move the checkpoint
         finally:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()

@@ -45,7 +45,9 @@ class PartitionStore(Protocol):
 
     def get(self, uid: str) -> EvseState | None: ...
 
-    def put(self, uid: str, evse: EvseState) -> None: ...
+    def put(self, uid: str, evse: EvseState) -> None:
+        """Add a state the store does not hold yet (the caller's ``get`` returned ``None``)."""
+        ...
 
     def values(self) -> Iterator[EvseState]: ...
 
@@ -56,6 +58,8 @@ class PartitionStore(Protocol):
     def checkpoint(self) -> tuple[int, dict[str, Any] | None]: ...
 
     def load_raw(self, key: bytes, value: bytes | None) -> None: ...
+
+    def wipe(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -90,6 +94,9 @@ class MemoryStore:
             self.evses.pop(uid, None)
         else:
             self.evses[uid] = EvseState.from_json(orjson.loads(value))
+
+    def wipe(self) -> None:
+        self.evses.clear()
 
     def close(self) -> None:
         self.evses.clear()
@@ -145,8 +152,7 @@ class RocksStore:
         return evse
 
     def put(self, uid: str, evse: EvseState) -> None:
-        if uid not in self._cache and self.db.get(uid.encode()) is None:
-            self._count += 1
+        self._count += 1  # new by contract: get() just looked in the cache and the database
         self._cache[uid] = evse
 
     def values(self) -> Iterator[EvseState]:
@@ -202,9 +208,6 @@ class RocksStore:
         else:
             self.db[key] = value
             self._count += not exists
-
-    def mark_restored(self, meta: bytes, changelog_offset: int) -> None:
-        self.db[CHECKPOINT_KEY] = self._checkpoint_value(meta, changelog_offset)
 
     def wipe(self) -> None:
         """Forget everything local (the changelog is then rebuilt into an empty database)."""
