@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from .core import COUNTERS
 from .models import ConnectorStandard, Source, Status
 from .runner import LocalPipeline
 from .timeparse import UnparseableTime, parse_timestamp
@@ -115,6 +116,14 @@ def evse_filter(query: Any) -> Callable[[dict[str, Any]], bool]:
     return keep
 
 
+def _counter(name: str, documentation: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+    """One counter family with a sample per label value."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, n in values.items():
+        family.add_metric([key], n)
+    return family
+
+
 class PipelineMetrics:
     """Prometheus collector reading the live counters at scrape time."""
 
@@ -124,32 +133,20 @@ class PipelineMetrics:
 
     def collect(self) -> Any:
         stats = self.pipeline.stats()
-        records = CounterMetricFamily("plugstream_raw_records", "Raw records read, by source", labels=["source"])
-        for source, n in self.pipeline.normalize.stats.bySource.items():
-            records.add_metric([source], n)
-        yield records
-        outcomes = CounterMetricFamily(
-            "plugstream_connector_records", "Canonical records by outcome", labels=["outcome"]
+        yield _counter(
+            "plugstream_raw_records", "Raw records read, by source", "source", self.pipeline.normalize.stats.bySource
         )
-        for outcome in ("accepted", "duplicates", "stale", "late", "removedBySnapshot", "evseScopeUnmatched"):
-            outcomes.add_metric([outcome], stats[outcome])
-        yield outcomes
-        rejected = CounterMetricFamily(
-            "plugstream_dlq_records", "Records sent to plugstream.dlq, by kind", labels=["kind"]
+        yield _counter(
+            "plugstream_connector_records",
+            "Canonical records by outcome",
+            "outcome",
+            {outcome: stats[outcome] for outcome in COUNTERS},
         )
-        for kind, n in stats["rejectedByKind"].items():
-            rejected.add_metric([kind], n)
-        yield rejected
-        skipped = CounterMetricFamily("plugstream_skipped", "Skipped reports, by reason", labels=["reason"])
-        for reason, n in stats["skippedByReason"].items():
-            skipped.add_metric([reason], n)
-        yield skipped
-        warnings = CounterMetricFamily(
-            "plugstream_unreadable_fields", "Secondary fields nulled, by field", labels=["field"]
+        yield _counter(
+            "plugstream_dlq_records", "Records sent to plugstream.dlq, by kind", "kind", stats["rejectedByKind"]
         )
-        for name, n in stats["warnings"].items():
-            warnings.add_metric([name], n)
-        yield warnings
+        yield _counter("plugstream_skipped", "Skipped reports, by reason", "reason", stats["skippedByReason"])
+        yield _counter("plugstream_unreadable_fields", "Secondary fields nulled, by field", "field", stats["warnings"])
         sizes = GaugeMetricFamily("plugstream_table_size", "Entries per table", labels=["table"])
         aggregate = self.pipeline.aggregate
         sizes.add_metric(["evse_state"], sum(len(s.store) for s in aggregate.states.values()))
