@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     standby_replicas: int = Field(
         0, ge=0, description="Changelog partitions each worker keeps warm (rocksdb://) besides the ones it owns"
     )
+    fetch_max_bytes: int = Field(
+        1_048_576,
+        ge=65_536,
+        description="Upper bound of one fetch response per consumer (bounds buffered input memory)",
+    )
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: SecretStr | None = Field(None, description="Bearer token required by the HTTP API when set")

@@ -55,6 +55,7 @@ from .topics import (
     RAW_TOPICS,
     changelog_topic,
     drain,
+    fetch_limits,
 )
 
 log = logging.getLogger("plugstream.engine")
@@ -183,6 +184,7 @@ class NormalizeStage:
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "max_poll_records": 2000,
+            **fetch_limits(settings.fetch_max_bytes),
             **group_timings(),
         }
         topics = list(RAW_TOPICS.values())
@@ -372,7 +374,13 @@ class AggregateStage:
     async def _replay_changelog(self, states: dict[int, PartitionState], starts: dict[int, int]) -> list[int]:
         """Apply the changelog from ``starts`` to its end; returns partitions whose local
         checkpoint lies beyond the changelog's end."""
-        reader = kafka.consumer(self.bootstrap, enable_auto_commit=False, auto_offset_reset="none", **DRAIN_FETCH)
+        reader = kafka.consumer(
+            self.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            **DRAIN_FETCH,
+            **fetch_limits(self.settings.fetch_max_bytes),
+        )
         await reader.start()
         last_offsets: dict[int, int] = {}
         ahead: list[int] = []
@@ -415,6 +423,7 @@ class AggregateStage:
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "max_poll_records": 4000,
+            **fetch_limits(settings.fetch_max_bytes),
             **group_timings(),
         }
         if self.group:
@@ -422,7 +431,7 @@ class AggregateStage:
                 options["partition_assignment_strategy"] = (
                     standby_assignor(settings.standby_replicas, self.standby_plan),
                 )
-                self.standby = StandbyTailer(self.bootstrap, self.changelog, self.stores)
+                self.standby = StandbyTailer(self.bootstrap, self.changelog, self.stores, settings.fetch_max_bytes)
                 await self.standby.start()
                 self._standby_task = asyncio.create_task(self.standby.run(), name="standby")
             consumer = kafka.consumer(self.bootstrap, group_id=f"{settings.app_id}-aggregate", **options)

@@ -32,7 +32,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, Cons
 
 from . import kafka
 from .kafka import Kafka
-from .topics import DRAIN_FETCH
+from .topics import DRAIN_FETCH, fetch_limits
 
 log = logging.getLogger("plugstream.standby")
 
@@ -100,8 +100,9 @@ def standby_assignor(replicas: int, plan: StandbyPlan) -> type[AbstractPartition
 class StandbyTailer:
     """Follows the changelog partitions this worker is standby for, into local databases."""
 
-    def __init__(self, bootstrap: str | Kafka, changelog: str, stores: Any) -> None:
+    def __init__(self, bootstrap: str | Kafka, changelog: str, stores: Any, fetch_max_bytes: int = 1_048_576) -> None:
         self.bootstrap = bootstrap
+        self.fetch_max_bytes = fetch_max_bytes
         self.changelog = changelog
         self.stores = stores  # engine.OpenStores: shared with the active path
         self.partitions: set[int] = set()
@@ -112,7 +113,11 @@ class StandbyTailer:
 
     async def start(self) -> None:
         self._consumer = kafka.consumer(
-            self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **DRAIN_FETCH
+            self.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **DRAIN_FETCH,
+            **fetch_limits(self.fetch_max_bytes),
         )
         await self._consumer.start()
 

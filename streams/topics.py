@@ -30,6 +30,18 @@ DLQ = "plugstream.dlq"
 DRAIN_FETCH = {"fetch_max_wait_ms": 20}
 
 
+def fetch_limits(max_bytes: int) -> dict[str, int]:
+    """Consumer options that bound what a fetch may buffer.
+
+    aiokafka keeps one fetch response per partition until it is consumed; on a backlog every
+    response is full. Kafka honours ``max_partition_fetch_bytes`` (default 1 MiB) *and*
+    ``fetch_max_bytes`` (default 50 MiB); the embedded broker honours only the latter and
+    returns ~5 MiB per partition otherwise, so a worker with 20 partitions buffered ~100 MiB
+    of input (measured with tracemalloc during ``bench/soak.py``).
+    """
+    return {"fetch_max_bytes": max_bytes, "max_partition_fetch_bytes": min(max_bytes, 1_048_576)}
+
+
 def changelog_topic(app_id: str) -> str:
     return f"{app_id}-evse-state-changelog"
 
