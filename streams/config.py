@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     store_cache_evses: int = Field(
         1_000, ge=1, description="Hot EVSE states a rocksdb:// store keeps in memory, per partition"
     )
+    store_memory_mb: int = Field(
+        16, ge=4, description="RocksDB memory budget per worker (block cache + memtables), shared by all partitions"
+    )
     standby_replicas: int = Field(
         0, ge=0, description="Changelog partitions each worker keeps warm (rocksdb://) besides the ones it owns"
     )

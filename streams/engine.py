@@ -320,7 +320,12 @@ class AggregateStage:
         self.states: dict[int, PartitionState] = {}
         self.stores = OpenStores(
             StoreFactory(
-                settings.store, settings.state_dir, settings.app_id, str(settings.web_port), settings.store_cache_evses
+                settings.store,
+                settings.state_dir,
+                settings.app_id,
+                str(settings.web_port),
+                settings.store_cache_evses,
+                settings.store_memory_mb * 1024 * 1024,
             )
         )
         self.changelog = changelog_topic(settings.app_id)

@@ -8,7 +8,9 @@ Selected by ``PLUGSTREAM_STORE``:
   ``<dir>/<app_id>-<web_port>/p<N>`` (``dir`` defaults to ``PLUGSTREAM_STATE_DIR``). States live
   on disk as their changelog bytes; a bounded cache of ``PLUGSTREAM_STORE_CACHE_EVSES`` hot EVSEs
   stays in memory. The database records which changelog offset it reflects, so a restart
-  (or a standby taking over) replays only the changelog's tail.
+  (or a standby taking over) replays only the changelog's tail. All databases of a worker
+  share one memory budget, ``PLUGSTREAM_STORE_MEMORY_MB`` (block cache, memtables, index
+  and filter blocks), so RocksDB's memory does not grow with the partitions a worker owns.
 
 The changelog topic stays the source of truth in both cases: a local database is only a
 head start, written *after* the changelog is acknowledged, so it is never ahead of it. A
@@ -102,34 +104,64 @@ class MemoryStore:
         self.evses.clear()
 
 
+def _rocksdict() -> Any:
+    try:
+        import rocksdict
+    except ImportError as exc:  # pragma: no cover - rocksdict is a declared dependency
+        raise StoreError("rocksdb:// needs the rocksdict package (pip install rocksdict)") from exc
+    return rocksdict
+
+
+class RocksBudget:
+    """One memory budget for every RocksDB database of a worker.
+
+    A block cache of ``memory_bytes`` that memtables are charged to as well (RocksDB's
+    write-buffer manager "cost to cache"), with index and filter blocks kept in the same
+    cache. Without it each partition's database had its own cache and memtables, so
+    RocksDB's share of a worker grew with the number of partitions it owned or stood by for.
+    """
+
+    def __init__(self, memory_bytes: int) -> None:
+        rocksdict = _rocksdict()
+        self.memory_bytes = memory_bytes
+        self.cache = rocksdict.Cache(memory_bytes)
+        self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            memory_bytes // 2, False, self.cache
+        )
+
+    def usage(self) -> int:
+        """Bytes the cache holds now (blocks plus charged memtables)."""
+        return int(self.cache.get_usage())
+
+
 class RocksStore:
     """One RocksDB database per partition, values in the changelog's own encoding."""
 
-    def __init__(self, path: Path, cache_evses: int = 10_000) -> None:
+    def __init__(self, path: Path, cache_evses: int = 10_000, budget: RocksBudget | None = None) -> None:
         self.path = path
         self.cache_evses = cache_evses
+        self.budget = budget or RocksBudget(16 * 1024 * 1024)
         self._cache: dict[str, EvseState] = {}  # hot states; pinned until the batch commits
         self.db = self._open()
         self._count = self._read_count()
 
     def _open(self) -> Any:
-        try:
-            from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
-        except ImportError as exc:  # pragma: no cover - rocksdict is a declared dependency
-            raise StoreError("rocksdb:// needs the rocksdict package (pip install rocksdict)") from exc
-        self._write_batch = WriteBatch
-        options = Options(raw_mode=True)
+        rocksdict = _rocksdict()
+        self._write_batch = rocksdict.WriteBatch
+        options = rocksdict.Options(raw_mode=True)
         options.create_if_missing(True)
-        # small memtables and cache: the point of this store is a flat memory profile
-        options.set_write_buffer_size(4 * 1024 * 1024)
+        # memtables small enough that several fit the shared budget; a flush when it fills
+        options.set_write_buffer_size(min(4 * 1024 * 1024, max(self.budget.memory_bytes // 8, 512 * 1024)))
         options.set_max_write_buffer_number(2)
-        table = BlockBasedOptions()
-        table.set_block_cache(Cache(8 * 1024 * 1024))
+        options.set_write_buffer_manager(self.budget.write_buffers)
+        table = rocksdict.BlockBasedOptions()
+        table.set_block_cache(self.budget.cache)
+        table.set_cache_index_and_filter_blocks(True)
         options.set_block_based_table_factory(table)
         self._options = options
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            return Rdict(str(self.path), options)
+            return rocksdict.Rdict(str(self.path), options)
         except Exception as exc:
             raise StoreError(
                 f"cannot open RocksDB state at {self.path}: {exc}. Is another worker using the same state "
@@ -239,10 +271,20 @@ def parse_store_url(url: str) -> tuple[str, Path | None]:
 class StoreFactory:
     """Opens partition stores for one worker (``app_id`` + web port keep workers apart)."""
 
-    def __init__(self, url: str, state_dir: Path, app_id: str, worker_tag: str, cache_evses: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        state_dir: Path,
+        app_id: str,
+        worker_tag: str,
+        cache_evses: int,
+        memory_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
         self.kind, custom = parse_store_url(url)
         self.root = (custom or state_dir) / f"{app_id}-{worker_tag}"
         self.cache_evses = cache_evses
+        self.memory_bytes = memory_bytes
+        self._budget: RocksBudget | None = None
 
     @property
     def persistent(self) -> bool:
@@ -251,7 +293,9 @@ class StoreFactory:
     def open(self, partition: int) -> MemoryStore | RocksStore:
         if self.kind == "memory":
             return MemoryStore()
-        return RocksStore(self.root / f"p{partition}", self.cache_evses)
+        if self._budget is None:
+            self._budget = RocksBudget(self.memory_bytes)
+        return RocksStore(self.root / f"p{partition}", self.cache_evses, self._budget)
 
     def destroy(self) -> None:
         """Delete every local database of this worker (tests, ``--fresh`` runs)."""

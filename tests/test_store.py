@@ -139,3 +139,34 @@ def test_factory_puts_each_worker_in_its_own_directory(tmp_path: Path) -> None:
     one.destroy()
     assert not one.root.exists()
     assert isinstance(StoreFactory("memory://", tmp_path, "app", "1", 10).open(0), MemoryStore)
+
+
+def test_all_databases_of_a_worker_share_one_memory_budget(tmp_path: Path) -> None:
+    """RocksDB's memory is one budget per worker, not a cache and memtables per partition."""
+    budget_bytes = 4 * 1024 * 1024
+    factory = StoreFactory("rocksdb://", tmp_path, "app", "6066", 10, memory_bytes=budget_bytes)
+    stores = [factory.open(p) for p in range(4)]
+    assert all(isinstance(s, RocksStore) for s in stores)
+    budget = stores[0].budget
+    assert all(s.budget is budget for s in stores) and budget.memory_bytes == budget_bytes
+
+    value = bytes(range(256)) * 8  # 2 KiB per state: 4 × 3,000 of them is 24 MiB, 6× the budget
+    for n, store in enumerate(stores):
+        for start in range(0, 3000, 500):
+            store.commit({f"ocpi:E{i}": value for i in range(start, start + 500)}, META, changelog_offset=start)
+        assert store.db.get(b"ocpi:E0") == value  # read back: blocks and index go through the cache
+        # a soft limit (memtables flush in the background), far from the 4 × 16 MiB the
+        # per-database caches and memtables could take before
+        assert budget.usage() <= budget_bytes * 2, f"after store {n}: {budget.usage():,} bytes"
+    for store in stores:
+        store.close()
+
+
+def test_memory_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLUGSTREAM_STORE_MEMORY_MB", "24")
+    monkeypatch.setenv("PLUGSTREAM_FETCH_MAX_BYTES", "262144")
+    settings = Settings()
+    assert (settings.store_memory_mb, settings.fetch_max_bytes) == (24, 262144)
+    monkeypatch.setenv("PLUGSTREAM_STORE_MEMORY_MB", "1")
+    with pytest.raises(ValueError, match="store_memory_mb"):
+        Settings()
