@@ -148,10 +148,7 @@ async def soak(store: str, records: int, evse_count: int, seed: int, workdir: Pa
             "PLUGSTREAM_PARTITIONS": str(PARTITIONS),
             "PLUGSTREAM_STORE": f"{store}://",
             "PLUGSTREAM_STATE_DIR": str(workdir / f"state-{store}"),
-            # glibc gives every RocksDB background thread its own malloc arena otherwise; the
-            # same setting is in deploy/Dockerfile, so both stores are measured as deployed
-            "MALLOC_ARENA_MAX": "2",
-        }
+        }  # no MALLOC_* variables: the worker tunes glibc itself (streams/memory.py)
         with open(log, "wb") as err:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker", "--without-web"], env=env, stderr=err

@@ -212,10 +212,12 @@ def broker(port: int) -> None:
 async def _worker(settings: Any, bootstrap: Any, group: bool, web_port: int | None, extra: Any = None) -> None:
     import asyncio
 
+    from .memory import trim_heap, tune_allocator
     from .runner import LocalPipeline
     from .view import GlobalView
     from .web import build_app, serve
 
+    tune_allocator()
     pipeline = LocalPipeline(settings, bootstrap, group=group)
     await pipeline.start()
     view = GlobalView(bootstrap, settings.partitions, int(settings.staleness_seconds * 1000))
@@ -240,6 +242,7 @@ async def _worker(settings: Any, bootstrap: Any, group: bool, web_port: int | No
             if line != last:
                 click.echo(line, err=True)
                 last = line
+            await asyncio.to_thread(trim_heap)  # ctypes drops the GIL: the loop keeps running
             await asyncio.sleep(2)
     finally:
         if runner is not None:
