@@ -531,7 +531,19 @@ class AggregateStage:
         touched: dict[str, EvseState],
         batcher: Batcher,
     ) -> None:
-        record = construct_status(avro.decode("ConnectorStatus", message.value))
+        try:
+            record = construct_status(avro.decode("ConnectorStatus", message.value or b""))
+        except Exception as exc:  # only stage 1 should write here; anything else is dead-lettered
+            state.counters["rejected"] = state.counters.get("rejected", 0) + 1
+            rejection = Rejection("malformed_avro", f"not a ConnectorStatus record: {type(exc).__name__}: {exc}")
+            await batcher.add(
+                DLQ,
+                message.key or b"",
+                dead_letter(message, None, rejection, "aggregate"),
+                message.timestamp,
+                partition=message.partition,
+            )
+            return
         if state.stream_time is None or message.timestamp > state.stream_time:
             state.stream_time = message.timestamp
         uid = record.evseUid

@@ -291,14 +291,14 @@ class LocalPipeline:
             "duplicates": counters["duplicates"],
             "stale": counters["stale"],
             "skipped": s1.skipped,
-            "rejected": s1.rejected,
+            "rejected": s1.rejected + counters.get("rejected", 0),
             "late": counters["late"],
             "removedBySnapshot": counters["removedBySnapshot"],
             "evseScopeUnmatched": counters["evseScopeUnmatched"],
             "rawRecords": s1.rawRecords,
             "statusRecords": s1.statusRecords,
             "skippedByReason": s1.skippedByReason,
-            "rejectedByKind": s1.rejectedByKind,
+            "rejectedByKind": _with_stage2_rejections(s1.rejectedByKind, counters.get("rejected", 0)),
             "warnings": s1.warnings,
         }
 
@@ -313,6 +313,13 @@ class LocalPipeline:
             for evse in state.store.values()
         ]
         return sorted((_as_published("EvseAvailability", v) for v in views), key=lambda v: v["evseUid"])
+
+
+def _with_stage2_rejections(by_kind: dict[str, int], stage2: int) -> dict[str, int]:
+    """Stage 2 rejects only ``connector-status`` records that are not Avro (``malformed_avro``)."""
+    if not stage2:
+        return by_kind
+    return {**by_kind, "malformed_avro": by_kind.get("malformed_avro", 0) + stage2}
 
 
 def _as_published(schema: str, value: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class Rejection(Exception):
             "oversized",
             "not_utf8",
             "malformed_json",
+            "malformed_avro",
             "not_an_object",
             "missing_id",
             "invalid_id",

@@ -164,3 +164,28 @@ def _named_types() -> dict:
         assert len(retry) < len(pending)
         pending = retry
     return named
+
+
+async def test_unreadable_connector_status_record_is_dead_lettered_by_the_aggregate_stage(broker) -> None:
+    """Only stage 1 should write ``connector-status``; anything else there must not stop stage 2."""
+    from streams.engine import producer_for
+
+    garbage = [b"\xff\x00 definitely not avro", b""]
+    async with producer_for(broker.bootstrap) as producer:
+        for partition, value in enumerate(garbage):
+            await producer.send_and_wait(CONNECTOR_STATUS, value, key=b"intruder", partition=partition)
+    _, result = await run_log(broker.bootstrap, [LOG], partitions=3)
+
+    stats = result["stats"]
+    assert stats["rejected"] == 4 + len(garbage)  # the log's four bad raw records plus the two intruders
+    assert stats["rejectedByKind"]["malformed_avro"] == len(garbage)
+    assert sorted(by_uid(result["evses"])) == ["edrv:cs1", "here:h1", "ocm:77", "ocpi:NL:PLG:E1"]
+    assert stats["accepted"] == 12  # the valid records behind the garbage were all processed
+
+    letters = [
+        avro.decode("DeadLetter", m.value) for ms in (await read_to_end(broker.bootstrap, DLQ)).values() for m in ms
+    ]
+    intruders = sorted((d for d in letters if d["stage"] == "aggregate"), key=lambda d: d["partition"])
+    assert [(d["topic"], d["partition"], d["offset"], d["payload"], d["errorKind"]) for d in intruders] == [
+        (CONNECTOR_STATUS, p, 0, value, "malformed_avro") for p, value in enumerate(garbage)
+    ]
