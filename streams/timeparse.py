@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from .models import EventTimeIssue, EventTimeSource
@@ -32,8 +31,9 @@ class UnparseableTime(ValueError):
 _MAX_OFFSET = timedelta(hours=18)
 
 
-@lru_cache(maxsize=8192)
 def _parse_text(text: str) -> datetime:
+    # Not cached here: repeats within a document are memoized per document (NormalizeContext),
+    # and across a large feed an LRU almost never hits but costs on every miss.
     text = text.strip()
     if len(text) >= 16 and text[10] in "Tt ":
         # fast path: C fromisoformat covers most spellings (Z, ±hh[:mm], 0–7 fraction digits)
@@ -42,17 +42,24 @@ def _parse_text(text: str) -> datetime:
         except ValueError:
             pass
         else:
-            offset = parsed.utcoffset()
-            if offset is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            elif abs(offset) > _MAX_OFFSET:
-                raise UnparseableTime(f"offset out of range in {text[:60]!r}")
+            micros = parsed.microsecond % 1000  # below Avro's millisecond resolution: dropped
+            zone = parsed.tzinfo
+            if zone is UTC:  # "Z" / "+00:00": the common case, no offset arithmetic
+                if micros:
+                    parsed = parsed.replace(microsecond=parsed.microsecond - micros)
+            elif zone is None:  # no zone means UTC (DESIGN §3)
+                parsed = parsed.replace(tzinfo=UTC, microsecond=parsed.microsecond - micros)
             else:
+                offset = parsed.utcoffset()
+                if offset is not None and abs(offset) > _MAX_OFFSET:
+                    raise UnparseableTime(f"offset out of range in {text[:60]!r}")
                 try:
                     parsed = parsed.astimezone(UTC)
                 except OverflowError:
                     raise UnparseableTime(f"out of range: {text[:60]!r}") from None
-            return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+                if micros:
+                    parsed = parsed.replace(microsecond=parsed.microsecond - micros)
+            return parsed
     match = _ISO.fullmatch(text)
     if match is None:
         raise UnparseableTime(f"not an ISO 8601 timestamp: {text[:60]!r}")
@@ -141,10 +148,12 @@ def resolve_event_time(
         if value is None or value == "":
             continue
         try:
-            moment = parse_timestamp(value)
+            # text first, straight to the parser: nearly every feed sends RFC 3339
+            moment = _parse_text(value) if value.__class__ is str else parse_timestamp(value)
         except UnparseableTime:
             return record_time, EventTimeSource.RECORD, EventTimeIssue.UNPARSEABLE
-        assert moment is not None
+        if moment is None:  # an empty Mongo ``{"$date": ""}``
+            return record_time, EventTimeSource.RECORD, EventTimeIssue.UNPARSEABLE
         if moment < TRUST_FLOOR:
             return record_time, EventTimeSource.RECORD, EventTimeIssue.BEFORE_2000
         if moment > trust_until:

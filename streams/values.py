@@ -54,6 +54,12 @@ def to_float(value: Any) -> float | None:
         return value if math.isfinite(value) else None
     if kind is int:
         return float(value)
+    if kind is str:  # numeric text, e.g. OCPI coordinates ("52.09"); float() trims whitespace
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
