@@ -89,7 +89,21 @@ SKEW = timedelta(minutes=5)
         (("0001-01-01T00:00:00",), (RECORD, EventTimeSource.RECORD, EventTimeIssue.BEFORE_2000)),
         (("garbage", "2025-12-31T23:00:00Z"), (RECORD, EventTimeSource.RECORD, EventTimeIssue.UNPARSEABLE)),
         ((None, ""), (RECORD, EventTimeSource.RECORD, EventTimeIssue.MISSING)),
+        (({"$date": ""}, "2025-12-31T23:00:00Z"), (RECORD, EventTimeSource.RECORD, EventTimeIssue.UNPARSEABLE)),
+        ((True,), (RECORD, EventTimeSource.RECORD, EventTimeIssue.UNPARSEABLE)),
+        (("   ",), (RECORD, EventTimeSource.RECORD, EventTimeIssue.UNPARSEABLE)),
     ],
 )
 def test_event_time_trust_rule(candidates: tuple, expected: tuple) -> None:
     assert resolve_event_time(candidates, RECORD, RECORD + SKEW) == expected
+
+
+def test_context_memo_does_not_alias_equal_values_of_other_types() -> None:
+    """``True == 1`` and they hash alike, but one is unparseable and the other is 1970."""
+    from streams.adapters import NormalizeContext
+
+    ctx = NormalizeContext(record_time=T)
+    assert ctx.event_time((1,))[2] is EventTimeIssue.BEFORE_2000
+    assert ctx.event_time((True,))[2] is EventTimeIssue.UNPARSEABLE
+    assert ctx.event_time((1.0,))[2] is EventTimeIssue.BEFORE_2000
+    assert ctx.event_time(({"$date": "2024-04-26T12:35:02Z"},)) == (T, EventTimeSource.SOURCE, None)

@@ -18,6 +18,8 @@ from ..models import (
     ConnectorFormat,
     ConnectorStandard,
     ConnectorStatus,
+    EventTimeIssue,
+    EventTimeSource,
     PowerType,
     Scope,
     Source,
@@ -69,24 +71,58 @@ class Rejection(Exception):
         return {"kind": self.kind, "message": self.message, "path": self.path}
 
 
-@dataclass(slots=True)
+_FIVE_MINUTES = timedelta(minutes=5)
+#: (event time, where it came from, why the source's own time was not used)
+ResolvedTime = tuple[datetime, EventTimeSource, EventTimeIssue | None]
+
+
 class NormalizeContext:
-    """Per-document inputs that are not in the payload: the Kafka record time and policy."""
+    """Per-document inputs that are not in the payload: the Kafka record time and policy.
 
-    record_time: datetime
-    max_skew: timedelta = timedelta(minutes=5)
-    warnings: Warnings = field(default_factory=Warnings)
-    trust_until: datetime = field(init=False)
+    Also memoizes event-time resolution for the document: its connectors usually carry the
+    same few times, and the answer depends only on the candidates and the record time.
+    """
 
-    def __post_init__(self) -> None:
-        self.trust_until = self.record_time + self.max_skew
+    __slots__ = ("_times", "max_skew", "record_time", "trust_until", "warnings")
+
+    def __init__(
+        self, record_time: datetime, max_skew: timedelta = _FIVE_MINUTES, warnings: Warnings | None = None
+    ) -> None:
+        self.record_time = record_time
+        self.max_skew = max_skew
+        self.warnings = Warnings() if warnings is None else warnings
+        self.trust_until = record_time + max_skew
+        self._times: dict[str | tuple[tuple[Any, ...], tuple[type, ...]], ResolvedTime] = {}
+
+    def event_time(self, candidates: tuple[Any, ...]) -> ResolvedTime:
+        """:func:`~streams.timeparse.resolve_event_time` for this record, memoized (``candidates`` non-empty)."""
+        first = candidates[0]
+        if first.__class__ is str and first:
+            # the first present candidate decides, and text only equals text: key on it alone
+            resolved = self._times.get(first)
+            if resolved is None:
+                resolved = self._times[first] = resolve_event_time((first,), self.record_time, self.trust_until)
+            return resolved
+        # the value types are part of the key: True == 1, yet one is unparseable and the other 1970
+        key = (candidates, tuple(map(type, candidates)))
+        try:
+            resolved = self._times.get(key)
+        except TypeError:  # an unhashable candidate (a Mongo ``{"$date": ...}`` object)
+            return resolve_event_time(candidates, self.record_time, self.trust_until)
+        if resolved is None:
+            resolved = self._times[key] = resolve_event_time(candidates, self.record_time, self.trust_until)
+        return resolved
 
 
-@dataclass(slots=True)
 class NormalizeResult:
-    records: list[ConnectorStatus] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
+    """What one document gave: canonical records, partial rejections, skip counts."""
+
+    __slots__ = ("records", "rejections", "skipped")
+
+    def __init__(self) -> None:
+        self.records: list[ConnectorStatus] = []
+        self.rejections: list[Rejection] = []
+        self.skipped: dict[str, int] = {}
 
     def skip(self, reason: str, count: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + count
@@ -161,8 +197,9 @@ def unwrap_list(value: Any, inner_key: str, what: str) -> list[Any] | None:
 class Attributes:
     """Canonical connector attributes; built by adapters, shared by all connectors of a group.
 
-    Treated as immutable once built: :meth:`fields` computes the record fields once, and
-    ``AttributeCache`` hands the same instance to every connector with the same spec.
+    Immutable once built: ``record_fields`` (the record fields these attributes set, with
+    ``powerClass`` following ``maxPowerKw`` when known) is computed once, at construction,
+    and ``AttributeCache`` hands the same instance to every connector with the same spec.
     """
 
     standard: ConnectorStandard | None = None
@@ -172,120 +209,132 @@ class Attributes:
     voltage: int | None = None
     amperage: int | None = None
     powerClass: int | None = None
-    _fields: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    record_fields: dict[str, Any] = field(init=False, repr=False, compare=False)
 
-    def fields(self) -> dict[str, Any]:
-        """The record fields these attributes set; ``powerClass`` follows ``maxPowerKw`` when known."""
-        fields = self._fields
-        if fields is None:
-            klass = self.powerClass if self.maxPowerKw is None else power_class(self.maxPowerKw)
-            fields = self._fields = {
-                "standard": self.standard,
-                "format": self.format,
-                "powerType": self.powerType,
-                "maxPowerKw": self.maxPowerKw,
-                "voltage": self.voltage,
-                "amperage": self.amperage,
-                "powerClass": klass,
-            }
-        return fields
+    def __post_init__(self) -> None:
+        self.record_fields = {
+            "standard": self.standard,
+            "format": self.format,
+            "powerType": self.powerType,
+            "maxPowerKw": self.maxPowerKw,
+            "voltage": self.voltage,
+            "amperage": self.amperage,
+            "powerClass": self.powerClass if self.maxPowerKw is None else power_class(self.maxPowerKw),
+        }
 
 
-@dataclass(slots=True)
-class Place:
-    """Where an EVSE is and what it is called; shared by all its connectors (immutable once built)."""
-
-    locationId: str | None = None
-    evseDisplayId: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    locationName: str | None = None
-    operatorName: str | None = None
-    city: str | None = None
-    countryCode: str | None = None
-    _fields: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
-
-    def fields(self) -> dict[str, Any]:
-        fields = self._fields
-        if fields is None:
-            fields = self._fields = {
-                "locationId": self.locationId,
-                "evseDisplayId": self.evseDisplayId,
-                "latitude": self.latitude,
-                "longitude": self.longitude,
-                "locationName": self.locationName,
-                "operatorName": self.operatorName,
-                "city": self.city,
-                "countryCode": self.countryCode,
-            }
-        return fields
-
-
-#: Every ConnectorStatus field in schema order; ``build_record`` copies it and fills it in,
-#: so records keep one key order whatever the adapter.
+#: Every ConnectorStatus field in schema order; records are copies of it filled in, so they
+#: keep one key order whatever the adapter.
 _RECORD_TEMPLATE: dict[str, Any] = dict.fromkeys(ConnectorStatus.model_fields)
-
-
-def build_record(
-    *,
-    source: Source,
-    connector_uid: str,
-    evse_uid: str,
-    connector_id: str | None,
-    status: Status,
-    raw_status: str | None,
-    live: bool,
-    attributes: Attributes,
-    place: Place,
-    time_candidates: tuple[Any, ...],
-    ctx: NormalizeContext,
-    scope: Scope = Scope.CONNECTOR,
-    reliability: float | None = None,
-    uptime: float | None = None,
-    privilege_status: str | None = None,
-) -> ConnectorStatus:
-    """Assemble one canonical record; the only place that knows the field list.
-
-    Runs once per connector, so it copies a template and merges the cached place and
-    attribute fields instead of spelling out every field each time.
-    """
-    event_time, time_source, time_issue = resolve_event_time(time_candidates, ctx.record_time, ctx.trust_until)
-    values = _RECORD_TEMPLATE.copy()
-    values.update(place.fields())
-    values.update(attributes.fields())
-    values["source"] = source
-    values["connectorUid"] = connector_uid
-    values["evseUid"] = evse_uid
-    values["scope"] = scope
-    values["connectorId"] = connector_id
-    values["status"] = status
-    values["rawStatus"] = raw_status
-    values["live"] = live
-    values["eventTime"] = event_time
-    values["eventTimeSource"] = time_source
-    values["eventTimeIssue"] = time_issue
-    values["recordTime"] = ctx.record_time
-    if reliability is not None:
-        values["reliability"] = reliability
-    if uptime is not None:
-        values["uptime"] = uptime
-    if privilege_status is not None:
-        values["privilegeStatus"] = privilege_status
-    return construct_status(values)
-
-
 _ALL_FIELDS = set(ConnectorStatus.model_fields)
 _set = object.__setattr__
+_new_status = ConnectorStatus.__new__
+
+
+class EvseRecords:
+    """Builds the canonical records of one EVSE; the only place that knows the field list.
+
+    The fields every connector of the EVSE shares (source, ids, place, record time, OMNI
+    scores) are filled in once, into a base dict; :meth:`add` runs once per connector and
+    only copies that base and sets what differs. Event times are resolved through the
+    context's memo, since the connectors of one document usually carry the same times.
+    """
+
+    __slots__ = ("_base", "_ctx", "_listed", "evse_uid", "records")
+
+    def __init__(
+        self,
+        source: Source,
+        evse_uid: str,
+        ctx: NormalizeContext,
+        *,
+        locationId: str | None = None,
+        evseDisplayId: str | None = None,
+        latitude: float | None = None,
+        longitude: float | None = None,
+        locationName: str | None = None,
+        operatorName: str | None = None,
+        city: str | None = None,
+        countryCode: str | None = None,
+        reliability: float | None = None,
+        uptime: float | None = None,
+        privilegeStatus: str | None = None,
+    ) -> None:
+        base = {
+            **_RECORD_TEMPLATE,  # first, so every record keeps the schema's key order
+            "source": source,
+            "evseUid": evse_uid,
+            "scope": Scope.CONNECTOR,
+            "locationId": locationId,
+            "evseDisplayId": evseDisplayId,
+            "recordTime": ctx.record_time,
+            "latitude": latitude,
+            "longitude": longitude,
+            "locationName": locationName,
+            "operatorName": operatorName,
+            "city": city,
+            "countryCode": countryCode,
+            "reliability": reliability,
+            "uptime": uptime,
+            "privilegeStatus": privilegeStatus,
+        }
+        self._base = base
+        self._ctx = ctx
+        self.evse_uid = evse_uid
+        self.records: list[ConnectorStatus] = []
+        self._listed: list[str] = []  # connector uids of CONNECTOR-scope records
+
+    def add(
+        self,
+        connector_uid: str,
+        connector_id: str | None,
+        status: Status,
+        raw_status: str | None,
+        live: bool,
+        attributes: Attributes,
+        time_candidates: tuple[Any, ...],
+        scope: Scope = Scope.CONNECTOR,
+    ) -> ConnectorStatus:
+        """One connector's record (appended to :attr:`records` and returned)."""
+        values = self._base.copy()
+        values.update(attributes.record_fields)
+        values["connectorUid"] = connector_uid
+        values["connectorId"] = connector_id
+        values["status"] = status
+        values["rawStatus"] = raw_status
+        values["live"] = live
+        values["eventTime"], values["eventTimeSource"], values["eventTimeIssue"] = self._ctx.event_time(time_candidates)
+        if scope is Scope.CONNECTOR:
+            self._listed.append(connector_uid)
+        else:
+            values["scope"] = scope
+        record = _new_status(ConnectorStatus)  # construct_status, inlined: once per connector
+        _set(record, "__dict__", values)
+        _set(record, "__pydantic_fields_set__", _ALL_FIELDS)
+        _set(record, "__pydantic_extra__", None)
+        _set(record, "__pydantic_private__", None)
+        self.records.append(record)
+        return record
+
+    def mark_snapshot(self) -> None:
+        """Stamp every record with the full list of connectors this EVSE snapshot listed.
+
+        The dedupe stage marks connectors it knew for this EVSE but that are missing from the
+        list as REMOVED at the snapshot's event time (DESIGN §4).
+        """
+        listed = sorted(set(self._listed))
+        for record in self.records:
+            record.__dict__["snapshotConnectorUids"] = listed
 
 
 def construct_status(values: dict[str, Any]) -> ConnectorStatus:
     """Build a record from already-coerced values without validation.
 
     Equivalent to ``ConnectorStatus.model_construct(**values)`` when ``values`` holds every
-    field (``build_record`` guarantees it), at a fraction of the cost: this runs once per
+    field (:class:`EvseRecords` guarantees it), at a fraction of the cost: this runs once per
     connector on the hot path. Tests validate adapter output with ``model_validate``.
     """
-    record = ConnectorStatus.__new__(ConnectorStatus)
+    record = _new_status(ConnectorStatus)
     _set(record, "__dict__", values)
     _set(record, "__pydantic_fields_set__", _ALL_FIELDS)
     _set(record, "__pydantic_extra__", None)
@@ -309,11 +358,10 @@ class AttributeCache:
         self._limit = limit
 
     def get(self, key: tuple[Any, ...], ctx: NormalizeContext) -> Attributes:
-        cache_key: tuple[Any, ...] = key
-        for value in key:
-            if value.__class__ is bool:  # True == 1 would alias a numeric key: tag booleans
-                cache_key = tuple((bool, v) if v.__class__ is bool else v for v in key)
-                break
+        # True == 1 == 1.0 hash alike, but a boolean must not alias a number: keys holding a
+        # value equal to either are tagged with their value types. Equal ints and floats may
+        # share an entry (every parse reads 32 and 32.0 alike; a test pins that).
+        cache_key = key if True not in key and False not in key else (key, tuple(map(type, key)))
         try:
             entry = self._entries.get(cache_key)
         except TypeError:  # unhashable garbage (a list where a number belongs)
@@ -327,15 +375,3 @@ class AttributeCache:
         for name, count in entry[1]:
             ctx.warnings.counts[name] = ctx.warnings.counts.get(name, 0) + count
         return entry[0]
-
-
-def mark_snapshot(records: list[ConnectorStatus], evse_uid: str) -> None:
-    """Stamp every record of one EVSE snapshot with the full list of connectors it listed.
-
-    The dedupe stage marks connectors it knew for this EVSE but that are missing from the
-    list as REMOVED at the snapshot's event time (DESIGN §4).
-    """
-    listed = sorted({r.connectorUid for r in records if r.scope is Scope.CONNECTOR})
-    for record in records:
-        if record.evseUid == evse_uid:
-            record.__dict__["snapshotConnectorUids"] = listed

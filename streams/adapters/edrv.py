@@ -32,13 +32,11 @@ from ..values import (
 from .base import (
     AttributeCache,
     Attributes,
+    EvseRecords,
     NormalizeContext,
     NormalizeResult,
-    Place,
     Rejection,
-    build_record,
     list_field,
-    mark_snapshot,
 )
 
 #: DESIGN §3, column "OCPP 1.6 & eDRV" plus OCPP 2.0.1. Anything else maps to UNKNOWN.
@@ -151,9 +149,9 @@ class EdrvAdapter:
             if clean_str(doc.get("_id")) is None:
                 raise Rejection("missing_id", "eDRV connector has no _id and no chargestation")
             raise Rejection("missing_id", "eDRV connector does not name its chargestation")
-        record = self._connector(doc, f"edrv:{station_id}", Place(), None, {}, ctx, result)
-        if record is not None:
-            result.records.append(record)
+        out = EvseRecords(Source.edrv, f"edrv:{station_id}", ctx)
+        self._connector(doc, out, None, None, ctx, result)
+        result.records.extend(out.records)
 
     def _station(self, station: dict[str, Any], ctx: NormalizeContext, result: NormalizeResult) -> None:
         station_id = clean_str(station.get("_id"))
@@ -165,71 +163,71 @@ class EdrvAdapter:
         lat = lon = None
         if isinstance(coords, list) and len(coords) == 2:
             lat, lon = coordinate_pair(coords[1], coords[0], ctx.warnings)  # GeoJSON order: [lon, lat]
-        place = Place(
-            locationId=f"edrv:{clean_str(station['location'])}" if clean_str(station.get("location")) else None,
+        location = clean_str(station.get("location"))
+        out = EvseRecords(
+            Source.edrv,
+            evse_uid,
+            ctx,
+            locationId=f"edrv:{location}" if location else None,
             evseDisplayId=clean_str(station.get("endpoint")),
             latitude=lat,
             longitude=lon,
             locationName=clean_str(station.get("name")),
         )
         connectors = list_field(station, "connectors", "chargestation connectors")
-        if not connectors or not any(isinstance(c, dict) for c in connectors):
+        if not connectors or (connectors[0].__class__ is not dict and not any(isinstance(c, dict) for c in connectors)):
             result.skip("station_without_connector_objects")
             return
-        records = []
         complete = True
+        online = station.get("online")
+        station_time = station.get("updatedAt")
         for index, conn in enumerate(connectors):
             try:
-                record = self._connector(conn, evse_uid, place, station.get("online"), station, ctx, result)
+                self._connector(conn, out, online, station_time, ctx, result)
             except Rejection as rejection:
                 complete = False
                 result.rejections.append(rejection.at(f"connectors[{index}]"))
-                continue
-            if record is not None:
-                records.append(record)
         if complete:
-            mark_snapshot(records, evse_uid)
-        result.records.extend(records)
+            out.mark_snapshot()
+        result.records.extend(out.records)
 
     def _connector(
         self,
         conn: Any,
-        evse_uid: str,
-        place: Place,
+        out: EvseRecords,
         station_online: Any,
-        station: dict[str, Any],
+        station_time: Any,
         ctx: NormalizeContext,
         result: NormalizeResult,
-    ) -> Any:
+    ) -> None:
         if not isinstance(conn, dict):
             raise Rejection("not_an_object", f"eDRV connector must be an object, got {type(conn).__name__}")
-        connector_id = clean_str(conn.get("_id"))
+        get = conn.get
+        connector_id = clean_str(get("_id"))
         if connector_id is None:
-            kind = "missing_id" if conn.get("_id") is None else "invalid_id"
+            kind = "missing_id" if get("_id") is None else "invalid_id"
             raise Rejection(kind, "eDRV connector has no usable _id")
-        ocpp_id = conn.get("ocppId")
-        if ocpp_id is not None and not isinstance(ocpp_id, bool) and to_float(ocpp_id) == 0:
+        ocpp_id = get("ocppId")
+        if ocpp_id is not None and (
+            ocpp_id == 0 if ocpp_id.__class__ is int else not isinstance(ocpp_id, bool) and to_float(ocpp_id) == 0
+        ):
             result.skip("edrv_virtual_connector")  # ocppId 0 = the whole station (DESIGN §3)
-            return None
-        raw_status = conn.get("status")
+            return
+        raw_status = get("status")
         if raw_status is None:
             raise Rejection("missing_status", f"eDRV connector {connector_id!r} has no status")
         status = map_status(raw_status)
         shown = raw_status.strip()
-        if conn.get("active") is False:
+        if get("active") is False:
             status, shown = Status.INOPERATIVE, f"{shown} (active=false)"
         elif station_online is False and status not in (Status.INOPERATIVE, Status.OUTOFORDER):
             status, shown = Status.UNKNOWN, f"{shown} (station online=false)"
-        return build_record(
-            source=Source.edrv,
-            connector_uid=f"edrv:{connector_id}",
-            evse_uid=evse_uid,
-            connector_id=clean_str(ocpp_id) or connector_id,
-            status=status,
-            raw_status=shown,
-            live=True,
-            attributes=connector_attributes(conn, ctx),
-            place=place,
-            time_candidates=(conn.get("updatedAt"), station.get("updatedAt")),
-            ctx=ctx,
+        out.add(
+            f"edrv:{connector_id}",
+            clean_str(ocpp_id) or connector_id,
+            status,
+            shown,
+            True,
+            connector_attributes(conn, ctx),
+            (get("updatedAt"), station_time),
         )

@@ -42,12 +42,10 @@ from ..values import (
 from .base import (
     AttributeCache,
     Attributes,
+    EvseRecords,
     NormalizeContext,
     NormalizeResult,
-    Place,
     Rejection,
-    build_record,
-    mark_snapshot,
     unwrap_list,
 )
 from .ocpi import STATUS_TABLE as OCPI_STATUS_TABLE
@@ -134,6 +132,7 @@ CONNECTOR_TYPES: dict[int, ConnectorStandard] = {
 
 _NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 MAX_CONNECTORS_PER_GROUP = 100
+_EMPTY: dict[str, Any] = {}
 
 
 def map_status(raw: Any) -> Status:
@@ -157,6 +156,8 @@ def range_max(text: Any) -> float | None:
 
 def count(value: Any, what: str) -> int:
     """A ``numberOf*`` counter (int or digit string, as some clients type them)."""
+    if value.__class__ is int and 0 <= value <= MAX_CONNECTORS_PER_GROUP:
+        return value
     if value is None:
         return 0
     if isinstance(value, bool):
@@ -171,10 +172,12 @@ def count(value: Any, what: str) -> int:
 
 def _attribute_key(group: dict[str, Any], point: dict[str, Any]) -> tuple[Any, ...]:
     ctype = group.get("connectorType")
+    fixed = group.get("fixedCable")
     return (
         ctype.get("id") if isinstance(ctype, dict) else None,
         group.get("standard"),
-        group.get("fixedCable"),
+        # the format itself, not the boolean: a key without booleans is cheaper to cache
+        ConnectorFormat.CABLE if fixed is True else ConnectorFormat.SOCKET if fixed is False else None,
         point.get("voltsRange"),
         point.get("phases"),
         point.get("ampsRange"),
@@ -185,7 +188,7 @@ def _attribute_key(group: dict[str, Any], point: dict[str, Any]) -> tuple[Any, .
 
 
 def parse_attributes(key: tuple[Any, ...], warnings: Warnings) -> Attributes:
-    type_id, raw_standard, fixed, volts_text, phases, amps_text, power_kw_raw, power_w_raw, level_raw = key
+    type_id, raw_standard, fmt, volts_text, phases, amps_text, power_kw_raw, power_w_raw, level_raw = key
     warn = warnings.check
     standard = None
     if type_id is not None:
@@ -194,7 +197,6 @@ def parse_attributes(key: tuple[Any, ...], warnings: Warnings) -> Attributes:
             standard = CONNECTOR_TYPES.get(int(number))
     elif raw_standard is not None:  # v3 groups use OCPI standards
         standard = warn("standard", raw_standard, standard_from_text(raw_standard))
-    fmt = None if not isinstance(fixed, bool) else (ConnectorFormat.CABLE if fixed else ConnectorFormat.SOCKET)
     power_type = None
     if isinstance(volts_text, str) and "DC" in volts_text.upper():
         power_type = PowerType.DC
@@ -265,8 +267,12 @@ class HereAdapter:
         lat, lon = coordinate_pair(
             position.get("latitude", position.get("lat")), position.get("longitude", position.get("lng")), ctx.warnings
         )
-        place = Place(
-            locationId=f"here:{clean_str(station.get('poolId'))}" if clean_str(station.get("poolId")) else None,
+        pool = clean_str(station.get("poolId"))
+        out = EvseRecords(
+            Source.here,
+            evse_uid,
+            ctx,
+            locationId=f"here:{pool}" if pool else None,
             latitude=lat,
             longitude=lon,
             locationName=clean_str(station.get("name")),
@@ -280,53 +286,34 @@ class HereAdapter:
         if not groups:
             result.skip("station_without_connectors")
             return
-        records: list[Any] = []
         complete = True
+        station_time = station.get("lastUpdateTimestamp")
         for index, group in enumerate(groups, start=1):
             try:
-                records.extend(self._group(group, index, evse_uid, station, place, ctx))
+                self._group(group, index, out, station_time, ctx)
             except Rejection as rejection:
                 complete = False
                 result.rejections.append(rejection.at(f"connectors[{index - 1}]"))
         if complete:
-            mark_snapshot(records, evse_uid)
-        result.records.extend(records)
+            out.mark_snapshot()
+        result.records.extend(out.records)
 
-    def _group(
-        self,
-        group: Any,
-        index: int,
-        evse_uid: str,
-        station: dict[str, Any],
-        place: Place,
-        ctx: NormalizeContext,
-    ) -> list[Any]:
+    def _group(self, group: Any, index: int, out: EvseRecords, station_time: Any, ctx: NormalizeContext) -> None:
+        """Add one connector group's connectors to ``out``. All or nothing: the group's
+        records are added only once every one of them could be read."""
         if not isinstance(group, dict):
             raise Rejection("not_an_object", f"connector group must be an object, got {type(group).__name__}")
-        point = group.get("chargingPoint") if isinstance(group.get("chargingPoint"), dict) else {}
+        point = group.get("chargingPoint")
+        if not isinstance(point, dict):
+            point = _EMPTY
         attributes = _ATTRIBUTES.get(_attribute_key(group, point), ctx)
         group_time = point.get("lastUpdateTimestamp") or group.get("lastUpdateTimestamp")
-        station_time = station.get("lastUpdateTimestamp")
-        prefix = f"{evse_uid}#g{index}"
-
-        def record(ref: str, status: Status, raw: str | None, live: bool, *times: Any) -> Any:
-            return build_record(
-                source=Source.here,
-                connector_uid=f"{prefix}.{ref}",
-                evse_uid=evse_uid,
-                connector_id=f"g{index}.{ref}",
-                status=status,
-                raw_status=raw,
-                live=live,
-                attributes=attributes,
-                place=place,
-                time_candidates=(*times, group_time, station_time),
-                ctx=ctx,
-            )
+        prefix = f"{out.evse_uid}#g{index}"
+        group_id = f"g{index}"
 
         statuses = unwrap_list(group.get("connectorStatuses"), "connectorStatus", "connectorStatuses")
         if statuses:
-            out = []
+            entries = []
             for position, entry in enumerate(statuses, start=1):
                 if not isinstance(entry, dict):
                     raise Rejection("not_an_object", "connectorStatus entry must be an object")
@@ -341,18 +328,42 @@ class HereAdapter:
                         (entry[k] for k in ("physicalReference", "connectorId", "id") if entry.get(k) is not None), None
                     )
                 ) or str(position)
-                out.append(record(ref, map_status(raw), str(raw).strip(), True, entry.get("lastUpdateTimestamp")))
-            return out
+                entries.append((ref, map_status(raw), str(raw).strip(), entry.get("lastUpdateTimestamp")))
+            for ref, status, shown, entry_time in entries:
+                out.add(
+                    f"{prefix}.{ref}",
+                    f"{group_id}.{ref}",
+                    status,
+                    shown,
+                    True,
+                    attributes,
+                    (entry_time, group_time, station_time),
+                )
+            return
 
         total_raw = point.get("numberOfConnectors", group.get("connectorCount"))
         total = count(total_raw, "numberOfConnectors") if total_raw is not None else 1
-        counted = [(status, count(point.get(key), key)) for key, status in COUNTERS]
-        dynamic = any(key in point for key, _ in COUNTERS)
-        if sum(n for _, n in counted) > total:
-            counted_total = sum(n for _, n in counted)
+        counted = []
+        counted_total = 0
+        dynamic = False  # a group that names none of the counters has no dynamic data
+        for key, status in COUNTERS:
+            if key in point:
+                dynamic = True
+                n = count(point[key], key)
+                counted_total += n
+                counted.append((key, status, n))
+        if counted_total > total:
             raise Rejection("absurd_value", f"status counts {counted_total} exceed numberOfConnectors {total}")
-        if not dynamic:
-            return [record(str(k), Status.UNKNOWN, None, False) for k in range(1, total + 1)]
-        slots = [(status, key) for (key, status), (_, n) in zip(COUNTERS, counted, strict=True) for _ in range(n)]
-        slots += [(Status.UNKNOWN, "remainder")] * (total - len(slots))
-        return [record(str(k), status, key, True) for k, (status, key) in enumerate(slots, start=1)]
+        times = (group_time, station_time)
+        if not dynamic:  # no dynamic data: UNKNOWN, not live
+            for k in range(1, total + 1):
+                out.add(f"{prefix}.{k}", f"{group_id}.{k}", Status.UNKNOWN, None, False, attributes, times)
+            return
+        k = 0
+        for key, status, n in counted:
+            for _ in range(n):
+                k += 1
+                out.add(f"{prefix}.{k}", f"{group_id}.{k}", status, key, True, attributes, times)
+        while k < total:
+            k += 1
+            out.add(f"{prefix}.{k}", f"{group_id}.{k}", Status.UNKNOWN, "remainder", True, attributes, times)

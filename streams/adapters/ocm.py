@@ -35,13 +35,11 @@ from ..values import (
 from .base import (
     AttributeCache,
     Attributes,
+    EvseRecords,
     NormalizeContext,
     NormalizeResult,
-    Place,
     Rejection,
-    build_record,
     list_field,
-    mark_snapshot,
 )
 
 #: DESIGN §3, column "OCM StatusTypeID": id → (canonical status, live).
@@ -112,6 +110,8 @@ def _nested_id(obj: dict[str, Any], key: str, nested: str) -> Any:
 
 def _int_id(value: Any) -> int | None:
     """An integer identifier from an int or digit string; anything else is None."""
+    if value.__class__ is int:  # the common case (bool is a subclass, never ``int`` itself)
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -210,7 +210,10 @@ class OcmAdapter:
         lat, lon = coordinate_pair(address.get("Latitude"), address.get("Longitude"), ctx.warnings)
         if lat == 0 and lon == 0:  # OCM's blank template uses 0,0 for "no position"
             lat = lon = None
-        place = Place(
+        out = EvseRecords(
+            Source.ocm,
+            evse_uid,
+            ctx,
             locationId=evse_uid,
             evseDisplayId=clean_str(poi.get("UUID")),
             latitude=lat,
@@ -226,27 +229,25 @@ class OcmAdapter:
         if not connections:
             result.skip("poi_without_connections")
             return
-        records = []
         complete = True
         for index, conn in enumerate(connections):
             try:
-                records.extend(self._connection(conn, evse_uid, poi_status_raw, place, time_candidates, ctx))
+                self._connection(conn, out, poi_status_raw, time_candidates, ctx)
             except Rejection as rejection:
                 complete = False
                 result.rejections.append(rejection.at(f"Connections[{index}]"))
         if complete:
-            mark_snapshot(records, evse_uid)
-        result.records.extend(records)
+            out.mark_snapshot()
+        result.records.extend(out.records)
 
     def _connection(
         self,
         conn: Any,
-        evse_uid: str,
+        out: EvseRecords,
         poi_status_raw: Any,
-        place: Place,
         time_candidates: tuple[Any, ...],
         ctx: NormalizeContext,
-    ) -> list[Any]:
+    ) -> None:
         if not isinstance(conn, dict):
             raise Rejection("not_an_object", f"ConnectionInfo must be an object, got {type(conn).__name__}")
         conn_id = _int_id(conn.get("ID"))
@@ -267,22 +268,10 @@ class OcmAdapter:
                 raise Rejection("absurd_value", f"Quantity {number} exceeds {MAX_QUANTITY}")
             quantity = max(number, 1)
         attributes = connection_attributes(conn, ctx)
-        base_uid = f"ocm:{conn_id}"
-        uids = [base_uid] if quantity == 1 else [f"{base_uid}#{k}" for k in range(1, quantity + 1)]
         shown = None if raw_status is None else str(raw_status)
-        return [
-            build_record(
-                source=Source.ocm,
-                connector_uid=uid,
-                evse_uid=evse_uid,
-                connector_id=uid.removeprefix("ocm:"),
-                status=status,
-                raw_status=shown,
-                live=live,
-                attributes=attributes,
-                place=place,
-                time_candidates=time_candidates,
-                ctx=ctx,
-            )
-            for uid in uids
-        ]
+        if quantity == 1:
+            out.add(f"ocm:{conn_id}", str(conn_id), status, shown, live, attributes, time_candidates)
+            return
+        # Quantity N: N identical connectors ocm:<ID>#1..N (DESIGN §2)
+        for k in range(1, quantity + 1):
+            out.add(f"ocm:{conn_id}#{k}", f"{conn_id}#{k}", status, shown, live, attributes, time_candidates)

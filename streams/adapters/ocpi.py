@@ -47,13 +47,11 @@ from ..values import (
 from .base import (
     AttributeCache,
     Attributes,
+    EvseRecords,
     NormalizeContext,
     NormalizeResult,
-    Place,
     Rejection,
-    build_record,
     list_field,
-    mark_snapshot,
 )
 
 #: DESIGN §3, column "ocpi / OMNI". Keys are ``norm_key`` forms.
@@ -74,18 +72,20 @@ STATUS_TABLE: dict[str, Status] = {
 _OFFLINE_KEEPS = frozenset({Status.REMOVED, Status.PLANNED, Status.INOPERATIVE, Status.OUTOFORDER})
 _FLAG_KEYS = frozenset({"is_published", "is_enabled", "online"})
 #: Keys whose presence marks a camelCase (non-conforming) object, e.g. the voltrelli feed.
-_CAMEL_MARKERS = (
-    "lastUpdated",
-    "evseUid",
-    "evseId",
-    "powerType",
-    "maxVoltage",
-    "connectorId",
-    "countryCode",
-    "partyId",
-    "isEnabled",
-    "isPublished",
-    "maxElectricPower",
+_CAMEL_MARKERS = frozenset(
+    {
+        "lastUpdated",
+        "evseUid",
+        "evseId",
+        "powerType",
+        "maxVoltage",
+        "connectorId",
+        "countryCode",
+        "partyId",
+        "isEnabled",
+        "isPublished",
+        "maxElectricPower",
+    }
 )
 
 
@@ -96,19 +96,22 @@ def _snake_key(key: str) -> str:
 def snake_case(obj: dict[str, Any]) -> dict[str, Any]:
     """The object with camelCase keys renamed to OCPI's snake_case (only when it uses them).
 
-    Checking a few marker keys keeps the common, conforming case at a handful of lookups.
+    Checking a few marker keys keeps the common, conforming case at one set operation.
     Keys that are already snake_case win over their camelCase twins.
     """
-    for marker in _CAMEL_MARKERS:
-        if marker in obj:
-            renamed = {_snake_key(key): value for key, value in obj.items() if value is not None}
-            renamed.update((key, value) for key, value in obj.items() if value is not None and "_" in key)
-            return renamed
-    return obj
+    if _CAMEL_MARKERS.isdisjoint(obj):
+        return obj
+    renamed = {_snake_key(key): value for key, value in obj.items() if value is not None}
+    renamed.update((key, value) for key, value in obj.items() if value is not None and "_" in key)
+    return renamed
 
 
 def map_status(raw: Any, what: str) -> Status:
-    if not isinstance(raw, str):
+    if raw.__class__ is str:  # the exact spelling first: nearly every feed sends it
+        status = STATUS_TABLE.get(raw)
+        if status is not None:
+            return status
+    elif not isinstance(raw, str):
         raise Rejection("wrong_type", f"{what} status must be a string, got {type(raw).__name__}")
     status = STATUS_TABLE.get(norm_key(raw))
     if status is None:
@@ -182,20 +185,6 @@ def parse_attributes(key: tuple[Any, ...], warnings: Warnings) -> Attributes:
 _ATTRIBUTES = AttributeCache(parse_attributes)
 
 
-def connector_attributes(conn: dict[str, Any], ctx: NormalizeContext) -> Attributes:
-    """Attributes of a snake_case connector; 2.1-style ``type``/``voltage``/``amperage`` too."""
-    get = conn.get
-    key = (
-        get("standard") or get("type"),
-        get("format"),
-        get("power_type"),
-        get("max_voltage") or get("voltage"),
-        get("max_amperage") or get("amperage"),
-        get("max_electric_power"),
-    )
-    return _ATTRIBUTES.get(key, ctx)
-
-
 def _coords(obj: dict[str, Any], ctx: NormalizeContext) -> tuple[float | None, float | None]:
     coords = obj.get("coordinates")
     if not isinstance(coords, dict):
@@ -211,6 +200,7 @@ def _score(value: Any) -> float | None:
 
 
 _EMPTY: dict[str, Any] = {}
+_NO_ATTRIBUTES = Attributes()
 
 
 class OcpiAdapter:
@@ -263,7 +253,8 @@ class OcpiAdapter:
             result.rejections.append(rejection.at(path))
 
     def _evse(self, evse: dict[str, Any], loc: dict[str, Any], ctx: NormalizeContext, result: NormalizeResult) -> None:
-        evse = snake_case(evse)
+        if not _CAMEL_MARKERS.isdisjoint(evse):  # snake_case's own test, inlined: runs per object
+            evse = snake_case(evse)
         get = evse.get
         raw_uid = get("uid")
         if raw_uid is None:
@@ -286,32 +277,43 @@ class OcpiAdapter:
         lat, lon = _coords(evse, ctx)
         if lat is None and loc:
             lat, lon = _coords(loc, ctx)
-        operator = loc.get("operator")
         if location_id:
             location_uid = f"ocpi:{party_prefix}:{location_id}" if party_prefix else f"ocpi:{location_id}"
         else:
             location_uid = None
-        place = Place(
+        if loc:
+            operator = loc.get("operator")
+            location_name = clean_str(loc.get("name"))
+            operator_name = clean_str(operator.get("name")) if isinstance(operator, dict) else None
+            city = clean_str(loc.get("city"))
+            country_code = clean_str(country or loc.get("country"))
+        else:
+            location_name = operator_name = city = None
+            country_code = country
+        reliability = get("reliability")
+        uptime = get("uptime")
+        privilege = get("privilege_status")
+        out = EvseRecords(
+            Source.ocpi,
+            evse_uid,
+            ctx,
             locationId=location_uid,
             evseDisplayId=clean_str(get("evse_id")),
             latitude=lat,
             longitude=lon,
-            locationName=clean_str(loc.get("name")),
-            operatorName=clean_str(operator.get("name")) if isinstance(operator, dict) else None,
-            city=clean_str(loc.get("city")),
-            countryCode=clean_str(country or loc.get("country")),
+            locationName=location_name,
+            operatorName=operator_name,
+            city=city,
+            countryCode=country_code,
+            reliability=None if reliability is None else _score(reliability),
+            uptime=None if uptime is None else _score(uptime),
+            privilegeStatus=None if privilege is None else clean_str(privilege),
         )
         raw_status = get("status")
         evse_status = None if raw_status is None else map_status(raw_status, "EVSE")
         evse_flags = read_flags(evse)
         evse_time = get("last_updated")
-        extras = {
-            "reliability": _score(get("reliability")),
-            "uptime": _score(get("uptime")),
-            "privilege_status": clean_str(get("privilege_status")),
-        }
         connectors = list_field(evse, "connectors", "EVSE connectors")
-        ids = (evse_uid, party_prefix, place, extras)
 
         if connectors is None and get("connector_id") is not None:
             # a connector-level PATCH: {"evse_uid", "connector_id", "status", ...}
@@ -319,7 +321,8 @@ class OcpiAdapter:
                 result.skip("no_status")
                 return
             body = {**evse, "id": get("connector_id"), "uid": None}
-            result.records.append(self._connector(body, ids, None, None, _NO_FLAGS, None, ctx))
+            self._connector(body, out, party_prefix, None, None, _NO_FLAGS, None, ctx)
+            result.records.extend(out.records)
             return
         if not connectors:
             if connectors is None and raw_status is None:
@@ -328,59 +331,47 @@ class OcpiAdapter:
             if evse_status is None:
                 raise Rejection("missing_status", f"EVSE {uid!r} has no status")
             status, shown = apply_flags(evse_status, raw_status.strip(), evse_flags)
-            record = build_record(
-                source=Source.ocpi,
-                connector_uid=f"{evse_uid}#*",
-                evse_uid=evse_uid,
-                connector_id=None,
-                status=status,
-                raw_status=shown,
-                live=True,
-                attributes=Attributes(),
-                place=place,
-                time_candidates=(evse_time,),
-                ctx=ctx,
-                scope=Scope.EVSE,
-                **extras,
-            )
+            record = out.add(f"{evse_uid}#*", None, status, shown, True, _NO_ATTRIBUTES, (evse_time,), Scope.EVSE)
             if connectors is not None:  # a full snapshot that lists no connector
                 record.__dict__["snapshotConnectorUids"] = []
             result.records.append(record)
             return
 
-        records = []
         complete = True
         for index, conn in enumerate(connectors):
             try:
-                records.append(self._connector(conn, ids, evse_status, raw_status, evse_flags, evse_time, ctx))
+                self._connector(conn, out, party_prefix, evse_status, raw_status, evse_flags, evse_time, ctx)
             except Rejection as rejection:
                 complete = False
                 result.rejections.append(rejection.at(f"connectors[{index}]"))
         if complete:
-            mark_snapshot(records, evse_uid)
-        result.records.extend(records)
+            out.mark_snapshot()
+        result.records.extend(out.records)
 
     def _connector(
         self,
         conn: Any,
-        ids: tuple[str, str, Place, dict[str, Any]],
+        out: EvseRecords,
+        party_prefix: str,
         evse_status: Status | None,
         evse_raw_status: Any,
         evse_flags: dict[str, bool],
         evse_time: Any,
         ctx: NormalizeContext,
-    ) -> Any:
+    ) -> None:
         if not isinstance(conn, dict):
             raise Rejection("not_an_object", f"connector must be an object, got {type(conn).__name__}")
-        evse_uid, party_prefix, place, extras = ids
-        conn = snake_case(conn)
+        if not _CAMEL_MARKERS.isdisjoint(conn):
+            conn = snake_case(conn)
         get = conn.get
         connector_id = clean_str(get("id") or get("connector_id"))
-        own_uid = clean_str(get("uid"))
+        own_uid = get("uid")
+        if own_uid is not None:
+            own_uid = clean_str(own_uid)
         if own_uid:
             connector_uid = f"ocpi:{party_prefix}:{own_uid}" if party_prefix else f"ocpi:{own_uid}"
         elif connector_id:
-            connector_uid = f"{evse_uid}#{connector_id}"
+            connector_uid = f"{out.evse_uid}#{connector_id}"
         else:
             raise Rejection("missing_id", "connector has neither uid nor id")
         raw_status = get("status")
@@ -390,18 +381,22 @@ class OcpiAdapter:
             status, raw_status = evse_status, evse_raw_status
         else:
             raise Rejection("missing_status", f"no status for connector {connector_uid!r}")
-        status, shown = apply_flags(status, raw_status.strip(), read_flags(conn, evse_flags))
-        return build_record(
-            source=Source.ocpi,
-            connector_uid=connector_uid,
-            evse_uid=evse_uid,
-            connector_id=connector_id or own_uid,
-            status=status,
-            raw_status=shown,
-            live=True,
-            attributes=connector_attributes(conn, ctx),
-            place=place,
-            time_candidates=(get("last_updated"), evse_time),
-            ctx=ctx,
-            **extras,
+        flags = evse_flags if _FLAG_KEYS.isdisjoint(conn) else read_flags(conn, evse_flags)
+        if flags:
+            status, shown = apply_flags(status, raw_status.strip(), flags)
+        else:
+            shown = raw_status.strip()
+        attributes = _ATTRIBUTES.get(  # the spec key parse_attributes reads; 2.1-style names too
+            (
+                get("standard") or get("type"),
+                get("format"),
+                get("power_type"),
+                get("max_voltage") or get("voltage"),
+                get("max_amperage") or get("amperage"),
+                get("max_electric_power"),
+            ),
+            ctx,
+        )
+        out.add(
+            connector_uid, connector_id or own_uid, status, shown, True, attributes, (get("last_updated"), evse_time)
         )
