@@ -305,6 +305,15 @@ class PartitionState:
         self.connectors = meta.get("connectors", self.connectors)
 
 
+def policy_for(settings: Settings) -> Policy:
+    """The window/staleness policy the settings ask for (seconds → the core's milliseconds)."""
+    return Policy(
+        window_ms=int(settings.window_seconds * 1000),
+        grace_ms=int(settings.window_grace_seconds * 1000),
+        staleness_ms=int(settings.staleness_seconds * 1000),
+    )
+
+
 class AggregateStage:
     """Stage 2. Owns a set of ``connector-status`` partitions and their state."""
 
@@ -312,11 +321,7 @@ class AggregateStage:
         self.settings = settings
         self.bootstrap = bootstrap
         self.group = group
-        self.policy = Policy(
-            window_ms=int(settings.window_seconds * 1000),
-            grace_ms=int(settings.window_grace_seconds * 1000),
-            staleness_ms=int(settings.staleness_seconds * 1000),
-        )
+        self.policy = policy_for(settings)
         self.states: dict[int, PartitionState] = {}
         self.stores = OpenStores(
             StoreFactory(
