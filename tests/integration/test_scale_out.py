@@ -3,7 +3,8 @@
 After the log is fully processed the ``evse-availability`` view equals the uninterrupted
 single-worker result exactly; every ``connector-status`` record was classified exactly once
 (accepted + duplicates + stale = records on the topic, with ``accepted`` equal to the
-single-worker run: redelivered records are absorbed as duplicates/stale, never as changes).
+single-worker run: redelivered records are absorbed as duplicates/stale, never as changes);
+and every malformed raw record interleaved in the log is in the DLQ with its kind.
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ from streams.runner import publish
 from streams.simulate import make_log
 
 from .test_pipeline import run_log
-from .workers import PARTITIONS, reconcile, start_worker, stop, wait_converged, wait_for_progress, write_log
+from .workers import (
+    PARTITIONS,
+    reconcile,
+    start_worker,
+    stop,
+    wait_converged,
+    wait_dead_letters,
+    wait_for_progress,
+    with_bad_input,
+    write_log,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,16 +41,21 @@ async def reference(paths: list[Path]) -> dict:
     return result
 
 
+#: 4,000 valid records over 80 EVSEs with 100 malformed ones of six kinds interleaved.
+LOG, DEAD_LETTERS = with_bad_input(make_log(evse_count=80, records=4000, seed=21))
+
+
 async def check_reconciled(bootstrap: str, expected: dict) -> None:
     counters, records = await reconcile(bootstrap)
     assert counters["accepted"] == expected["stats"]["accepted"]
     assert counters["accepted"] + counters["duplicates"] + counters["stale"] == records
+    await wait_dead_letters(bootstrap, DEAD_LETTERS)  # none lost to the crash or rebalance
 
 
 @pytest.fixture
 def halves(tmp_path: Path) -> tuple[Path, Path]:
-    entries = make_log(evse_count=80, records=4000, seed=21)
-    return write_log(tmp_path / "a.jsonl", entries[:2000]), write_log(tmp_path / "b.jsonl", entries[2000:])
+    middle = len(LOG) // 2
+    return write_log(tmp_path / "a.jsonl", LOG[:middle]), write_log(tmp_path / "b.jsonl", LOG[middle:])
 
 
 async def test_sigkill_one_of_two_workers_mid_replay(broker, halves, tmp_path: Path) -> None:

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from streams import avro
 from streams.engine import META_KEY
 from streams.runner import snapshot
-from streams.topics import CONNECTOR_STATUS, EVSE_AVAILABILITY, changelog_topic, read_to_end
+from streams.topics import CONNECTOR_STATUS, DLQ, EVSE_AVAILABILITY, changelog_topic, read_to_end
 
 PARTITIONS = 4
 
@@ -81,3 +83,56 @@ async def reconcile(bootstrap: str, app_id: str = "plugstream") -> tuple[dict[st
                 counters[name] = counters.get(name, 0) + n
     records = sum(len(ms) for ms in (await read_to_end(bootstrap, CONNECTOR_STATUS)).values())
     return counters, records
+
+
+def bad_payload(index: int) -> tuple[str, Any, str]:
+    """A malformed raw document (source, log payload, expected DLQ kind), unique per index."""
+    kinds: list[tuple[str, Any, str]] = [
+        ("ocpi", {"status": "AVAILABLE", "connectors": [{"id": "1"}], "n": index}, "missing_id"),
+        ("ocpi", {"uid": f"BAD{index}", "status": "ASLEEP", "connectors": [{"id": "1"}]}, "unknown_status"),
+        (
+            "here",
+            {"id": f"h-bad{index}", "connectors": [{"chargingPoint": {"numberOfConnectors": 1, "numberOfInUse": 9}}]},
+            "absurd_value",
+        ),
+        ("edrv", {"_id": f"c-bad{index}", "chargestation": "s-bad"}, "missing_status"),
+        ("ocm", {"ID": -1 - index, "Connections": []}, "invalid_id"),
+        ("ocpi", f'{{"uid": "cut-{index}", "status": ', "malformed_json"),  # a string payload: raw bytes
+    ]
+    return kinds[index % len(kinds)]
+
+
+def with_bad_input(entries: list[dict], every: int = 40) -> tuple[list[dict], dict[bytes, str]]:
+    """The log with a malformed document after every ``every``-th entry, and the DLQ it must
+    produce: raw payload bytes → error kind."""
+    mixed: list[dict] = []
+    expected: dict[bytes, str] = {}
+    for index, entry in enumerate(entries):
+        mixed.append(entry)
+        if index % every == every - 1:
+            source, payload, kind = bad_payload(index)
+            mixed.append({"source": source, "timestamp": entry["timestamp"], "payload": payload})
+            expected[payload.encode() if isinstance(payload, str) else orjson.dumps(payload)] = kind
+    return mixed, expected
+
+
+async def wait_dead_letters(bootstrap: str, expected: dict[bytes, str], timeout: float = 30) -> None:
+    """Every malformed raw record is in the DLQ with its kind, and nothing else is there.
+
+    At-least-once: a record redelivered after a crash may be dead-lettered twice, never not
+    at all. Polls because the tables can converge before the last DLQ record is written."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got: dict[bytes, set[str]] = {}
+        for messages in (await read_to_end(bootstrap, DLQ)).values():
+            for message in messages:
+                letter = avro.decode("DeadLetter", message.value)
+                got.setdefault(letter["payload"], set()).add(letter["errorKind"])
+        if got == {raw: {kind} for raw, kind in expected.items()} or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert set(got) - set(expected) == set(), "unexpected dead letters"
+    missing = [raw[:60] for raw in expected if raw not in got]
+    assert not missing, f"{len(missing)} of {len(expected)} malformed records never reached the DLQ: {missing[:3]}"
+    wrong = {raw[:60]: kinds for raw, kinds in got.items() if kinds != {expected[raw]}}
+    assert not wrong, wrong
