@@ -88,6 +88,9 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            # its own session: a terminal's Ctrl-C reaches plugstream, which shuts its clients
+            # down and then stops the broker (it still dies with its parent, see above)
+            start_new_session=True,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
         log.close()

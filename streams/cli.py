@@ -211,6 +211,7 @@ def broker(port: int) -> None:
 
 async def _worker(settings: Any, bootstrap: Any, group: bool, web_port: int | None, extra: Any = None) -> None:
     import asyncio
+    import contextlib
 
     from .memory import trim_heap, tune_allocator
     from .runner import LocalPipeline
@@ -219,6 +220,7 @@ async def _worker(settings: Any, bootstrap: Any, group: bool, web_port: int | No
 
     tune_allocator()
     pipeline = LocalPipeline(settings, bootstrap, group=group)
+    feed = None
     await pipeline.start()
     view = GlobalView(bootstrap, settings.partitions, int(settings.staleness_seconds * 1000))
     runner = None
@@ -228,7 +230,8 @@ async def _worker(settings: Any, bootstrap: Any, group: bool, web_port: int | No
             token = settings.api_token.get_secret_value() if settings.api_token else None
             runner = await serve(build_app(pipeline, view, token), settings.web_host, web_port)
             click.echo(f"dashboard: http://{settings.web_host}:{web_port}/", err=True)
-        tasks = list(pipeline.tasks) + ([asyncio.create_task(extra)] if extra is not None else [])
+        feed = asyncio.create_task(extra, name="feed") if extra is not None else None
+        tasks = list(pipeline.tasks) + ([feed] if feed is not None else [])
         last = None
         while True:
             for task in tasks:
@@ -245,6 +248,10 @@ async def _worker(settings: Any, bootstrap: Any, group: bool, web_port: int | No
             await asyncio.to_thread(trim_heap)  # ctypes drops the GIL: the loop keeps running
             await asyncio.sleep(2)
     finally:
+        if feed is not None:  # stop the feed first: its producer must close while the broker is up
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feed
         if runner is not None:
             await runner.cleanup()
         await view.stop()
