@@ -148,8 +148,7 @@ def resolve_event_time(
         if value is None or value == "":
             continue
         try:
-            # text first, straight to the parser: nearly every feed sends RFC 3339
-            moment = _parse_text(value) if value.__class__ is str else parse_timestamp(value)
+            moment = parse_timestamp(value)
         except UnparseableTime:
             return record_time, EventTimeSource.RECORD, EventTimeIssue.UNPARSEABLE
         if moment is None:  # an empty Mongo ``{"$date": ""}``

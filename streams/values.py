@@ -54,22 +54,17 @@ def to_float(value: Any) -> float | None:
         return value if math.isfinite(value) else None
     if kind is int:
         return float(value)
-    if kind is str:  # numeric text, e.g. OCPI coordinates ("52.09"); float() trims whitespace
-        try:
+    if kind is not str:  # text (e.g. OCPI coordinates, "52.09") goes straight to float() below
+        if isinstance(value, bool) or value is None:
+            return None
+        if isinstance(value, int | float):
             number = float(value)
-        except ValueError:
+            return number if math.isfinite(number) else None
+        if not isinstance(value, str):
             return None
-        return number if math.isfinite(number) else None
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
+    try:
+        number = float(value)  # float() trims whitespace itself
+    except ValueError:
         return None
     return number if math.isfinite(number) else None
 

@@ -55,9 +55,6 @@ class UnknownSourceError(KeyError):
 
 
 def get_adapter(name: str | Source) -> SourceAdapter:
-    adapter = REGISTRY.get(name) if name.__class__ is str else None
-    if adapter is not None:
-        return adapter
     try:
         return REGISTRY[str(name)]
     except KeyError:

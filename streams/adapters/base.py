@@ -228,7 +228,6 @@ class Attributes:
 _RECORD_TEMPLATE: dict[str, Any] = dict.fromkeys(ConnectorStatus.model_fields)
 _ALL_FIELDS = set(ConnectorStatus.model_fields)
 _set = object.__setattr__
-_new_status = ConnectorStatus.__new__
 
 
 class EvseRecords:
@@ -308,11 +307,7 @@ class EvseRecords:
             self._listed.append(connector_uid)
         else:
             values["scope"] = scope
-        record = _new_status(ConnectorStatus)  # construct_status, inlined: once per connector
-        _set(record, "__dict__", values)
-        _set(record, "__pydantic_fields_set__", _ALL_FIELDS)
-        _set(record, "__pydantic_extra__", None)
-        _set(record, "__pydantic_private__", None)
+        record = construct_status(values)
         self.records.append(record)
         return record
 
@@ -334,7 +329,7 @@ def construct_status(values: dict[str, Any]) -> ConnectorStatus:
     field (:class:`EvseRecords` guarantees it), at a fraction of the cost: this runs once per
     connector on the hot path. Tests validate adapter output with ``model_validate``.
     """
-    record = _new_status(ConnectorStatus)
+    record = ConnectorStatus.__new__(ConnectorStatus)
     _set(record, "__dict__", values)
     _set(record, "__pydantic_fields_set__", _ALL_FIELDS)
     _set(record, "__pydantic_extra__", None)

@@ -175,7 +175,7 @@ class EdrvAdapter:
             locationName=clean_str(station.get("name")),
         )
         connectors = list_field(station, "connectors", "chargestation connectors")
-        if not connectors or (connectors[0].__class__ is not dict and not any(isinstance(c, dict) for c in connectors)):
+        if not connectors or not any(isinstance(c, dict) for c in connectors):
             result.skip("station_without_connector_objects")
             return
         complete = True
@@ -208,9 +208,7 @@ class EdrvAdapter:
             kind = "missing_id" if get("_id") is None else "invalid_id"
             raise Rejection(kind, "eDRV connector has no usable _id")
         ocpp_id = get("ocppId")
-        if ocpp_id is not None and (
-            ocpp_id == 0 if ocpp_id.__class__ is int else not isinstance(ocpp_id, bool) and to_float(ocpp_id) == 0
-        ):
+        if ocpp_id is not None and not isinstance(ocpp_id, bool) and to_float(ocpp_id) == 0:
             result.skip("edrv_virtual_connector")  # ocppId 0 = the whole station (DESIGN §3)
             return
         raw_status = get("status")
