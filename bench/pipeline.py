@@ -32,7 +32,9 @@ import contextlib
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -69,11 +71,23 @@ async def produce(bootstrap: str, entries: list[dict], topic_for, now: bool = Fa
     return ends
 
 
-async def plain_loop(bootstrap: str, total: int, out_topic: str, stop_after: int) -> float:
+async def timed_loop(
+    bootstrap: str,
+    topics: list[str],
+    group_id: str,
+    stop_after: int,
+    handle: Callable[[Any, dict[TopicPartition, list[Any]]], Awaitable[list[Any]]],
+) -> float:
+    """Seconds a plain aiokafka consume → produce loop takes for ``stop_after`` records.
+
+    ``handle(producer, batches)`` sends one fetched batch's outputs and returns their
+    delivery futures; the loop awaits them and commits per batch. The clock starts at the
+    first fetched batch, so the group join is not timed.
+    """
     consumer = AIOKafkaConsumer(
-        "bench.raw",
+        *topics,
         bootstrap_servers=bootstrap,
-        group_id="bench-plain",
+        group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=6000,
@@ -86,23 +100,29 @@ async def plain_loop(bootstrap: str, total: int, out_topic: str, stop_after: int
         try:
             while seen < stop_after:
                 batches = await consumer.getmany(timeout_ms=200, max_records=4000)
-                if started is None and batches:
+                if not batches:
+                    continue
+                if started is None:
                     started = time.perf_counter()
-                futures = []
-                for messages in batches.values():
-                    for message in messages:
-                        futures.append(
-                            await producer.send(
-                                out_topic, message.value, key=message.key, timestamp_ms=message.timestamp
-                            )
-                        )
-                        seen += 1
-                await asyncio.gather(*futures)
-                if batches:
-                    await consumer.commit()
+                await asyncio.gather(*await handle(producer, batches))
+                seen += sum(len(messages) for messages in batches.values())
+                await consumer.commit()
         finally:
             await consumer.stop()
     return time.perf_counter() - (started or time.perf_counter())
+
+
+async def plain_loop(bootstrap: str, out_topic: str, stop_after: int) -> float:
+    """Copy every raw record unchanged to ``out_topic``: the floor of any consume → produce job."""
+
+    async def copy(producer: Any, batches: dict[TopicPartition, list[Any]]) -> list[Any]:
+        return [
+            await producer.send(out_topic, message.value, key=message.key, timestamp_ms=message.timestamp)
+            for messages in batches.values()
+            for message in messages
+        ]
+
+    return await timed_loop(bootstrap, ["bench.raw"], "bench-plain", stop_after, copy)
 
 
 SAME_JOB_TOPICS = {
@@ -124,61 +144,42 @@ async def same_job_loop(bootstrap: str, stop_after: int) -> float:
     """
     policy = policy_for(Settings(partitions=PARTITIONS))
     evses: dict[str, EvseState] = {}
-    consumer = AIOKafkaConsumer(
-        *RAW_TOPICS.values(),
-        bootstrap_servers=bootstrap,
-        group_id="bench-same-job",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=500,
-    )
-    await consumer.start()
-    seen = 0
-    started = None
     stream_time = 0
-    async with producer_for(bootstrap) as producer:
-        try:
-            while seen < stop_after:
-                batches = await consumer.getmany(timeout_ms=200, max_records=4000)
-                if started is None and batches:
-                    started = time.perf_counter()
-                futures = []
-                touched: dict[str, EvseState] = {}
-                for tp, messages in batches.items():
-                    source = tp.topic.removeprefix("raw.")
-                    for message in messages:
-                        seen += 1
-                        stream_time = max(stream_time, message.timestamp)
-                        ctx = NormalizeContext(record_time=from_millis(message.timestamp))
-                        try:
-                            result = normalize_bytes(source, message.value or b"", ctx)
-                        except Rejection:
-                            continue
-                        for record in result.records:
-                            uid = record.evseUid
-                            evse = evses.get(uid)
-                            if evse is None:
-                                evse = evses[uid] = new_evse(record)
-                            outcome = apply_record(evse, record, policy)
-                            if outcome.evse_changed or outcome.changes:
-                                touched[uid] = evse
-                            key = uid.encode()
-                            for change in outcome.changes:
-                                value = avro.encode("ConnectorChange", change_record(change))
-                                futures.append(await producer.send(SAME_JOB_TOPICS["changes"], value, key=key))
-                            for window in outcome.closed_windows:
-                                value = avro.encode("EvseAvailabilityWindow", window)
-                                futures.append(await producer.send(SAME_JOB_TOPICS["windows"], value, key=key))
-                for uid, evse in touched.items():
-                    value = avro.encode("EvseAvailability", availability(evse, stream_time, policy))
-                    futures.append(await producer.send(SAME_JOB_TOPICS["availability"], value, key=uid.encode()))
-                await asyncio.gather(*futures)
-                if batches:
-                    await consumer.commit()
-        finally:
-            await consumer.stop()
-    return time.perf_counter() - (started or time.perf_counter())
+
+    async def job(producer: Any, batches: dict[TopicPartition, list[Any]]) -> list[Any]:
+        nonlocal stream_time
+        futures = []
+        touched: dict[str, EvseState] = {}
+        for tp, messages in batches.items():
+            source = tp.topic.removeprefix("raw.")
+            for message in messages:
+                stream_time = max(stream_time, message.timestamp)
+                ctx = NormalizeContext(record_time=from_millis(message.timestamp))
+                try:
+                    result = normalize_bytes(source, message.value or b"", ctx)
+                except Rejection:
+                    continue
+                for record in result.records:
+                    uid = record.evseUid
+                    evse = evses.get(uid)
+                    if evse is None:
+                        evse = evses[uid] = new_evse(record)
+                    outcome = apply_record(evse, record, policy)
+                    if outcome.evse_changed or outcome.changes:
+                        touched[uid] = evse
+                    key = uid.encode()
+                    for change in outcome.changes:
+                        value = avro.encode("ConnectorChange", change_record(change))
+                        futures.append(await producer.send(SAME_JOB_TOPICS["changes"], value, key=key))
+                    for window in outcome.closed_windows:
+                        value = avro.encode("EvseAvailabilityWindow", window)
+                        futures.append(await producer.send(SAME_JOB_TOPICS["windows"], value, key=key))
+        for uid, evse in touched.items():
+            value = avro.encode("EvseAvailability", availability(evse, stream_time, policy))
+            futures.append(await producer.send(SAME_JOB_TOPICS["availability"], value, key=uid.encode()))
+        return futures
+
+    return await timed_loop(bootstrap, list(RAW_TOPICS.values()), "bench-same-job", stop_after, job)
 
 
 async def latencies(bootstrap: str, topic: str, send, count: int) -> list[float]:
@@ -214,7 +215,7 @@ async def one_round(log: list[dict], tail: list[dict] | None) -> tuple[float, fl
         bootstrap = broker.bootstrap
         await ensure_topics(bootstrap, [TopicSpec("bench.raw"), TopicSpec("bench.out")], PARTITIONS)
         await produce(bootstrap, log, lambda _source: "bench.raw")
-        plain_s = await plain_loop(bootstrap, len(log), "bench.out", len(log))
+        plain_s = await plain_loop(bootstrap, "bench.out", len(log))
 
         settings = Settings(partitions=PARTITIONS)
         pipeline = LocalPipeline(settings, bootstrap)
@@ -239,7 +240,7 @@ async def one_round(log: list[dict], tail: list[dict] | None) -> tuple[float, fl
         lat["plugstream"] = await latencies(bootstrap, EVSE_AVAILABILITY, send_ours, len(tail))
         await pipeline.stop()
 
-        plain_task = asyncio.create_task(plain_loop(bootstrap, 0, "bench.out", len(log) + len(tail)))
+        plain_task = asyncio.create_task(plain_loop(bootstrap, "bench.out", len(log) + len(tail)))
         await asyncio.sleep(8)  # let the plain loop's consumer group join before timing latency
 
         async def send_plain() -> None:
