@@ -8,13 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams import avro
 from streams.broker import EmbeddedBroker
 from streams.engine import producer_for
 from streams.simulate import make_log
-from streams.topics import DLQ, read_to_end
 
-from .test_pipeline import run_log
+from .test_pipeline import dead_letters, run_log
 
 pytestmark = pytest.mark.integration
 
@@ -75,9 +73,7 @@ async def test_valid_records_give_exact_tables_and_every_bad_one_is_dead_lettere
             got = pipeline.evses()
         finally:
             await pipeline.stop()
-        letters = [
-            avro.decode("DeadLetter", m.value) for ms in (await read_to_end(broker.bootstrap, DLQ)).values() for m in ms
-        ]
+        letters = await dead_letters(broker.bootstrap)
 
     assert got == expected["evses"]
     assert sorted(d["errorKind"] for d in letters) == sorted(bad_expected)

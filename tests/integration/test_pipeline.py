@@ -20,6 +20,11 @@ pytestmark = pytest.mark.integration
 LOG = FIXTURES / "replay_log.jsonl"
 
 
+async def dead_letters(bootstrap: str) -> list[dict]:
+    """Every record on the DLQ topic, decoded."""
+    return [avro.decode("DeadLetter", m.value) for ms in (await read_to_end(bootstrap, DLQ)).values() for m in ms]
+
+
 async def run_log(bootstrap: str, paths: list[Path], partitions: int) -> tuple[LocalPipeline, dict]:
     pipeline = LocalPipeline(Settings(partitions=partitions), bootstrap)
     await pipeline.start()
@@ -90,9 +95,7 @@ async def test_replayed_log_gives_exactly_the_expected_tables(broker) -> None:
 
 async def test_dead_letters_keep_original_bytes_and_offsets(broker) -> None:
     await run_log(broker.bootstrap, [LOG], partitions=2)
-    letters = [
-        avro.decode("DeadLetter", m.value) for ms in (await read_to_end(broker.bootstrap, DLQ)).values() for m in ms
-    ]
+    letters = await dead_letters(broker.bootstrap)
     kinds = sorted((d["stage"], d["errorKind"]) for d in letters)
     assert kinds == [
         ("normalize", "absurd_value"),
@@ -182,9 +185,7 @@ async def test_unreadable_connector_status_record_is_dead_lettered_by_the_aggreg
     assert sorted(by_uid(result["evses"])) == ["edrv:cs1", "here:h1", "ocm:77", "ocpi:NL:PLG:E1"]
     assert stats["accepted"] == 12  # the valid records behind the garbage were all processed
 
-    letters = [
-        avro.decode("DeadLetter", m.value) for ms in (await read_to_end(broker.bootstrap, DLQ)).values() for m in ms
-    ]
+    letters = await dead_letters(broker.bootstrap)
     intruders = sorted((d for d in letters if d["stage"] == "aggregate"), key=lambda d: d["partition"])
     assert [(d["topic"], d["partition"], d["offset"], d["payload"], d["errorKind"]) for d in intruders] == [
         (CONNECTOR_STATUS, p, 0, value, "malformed_avro") for p, value in enumerate(garbage)

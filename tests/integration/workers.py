@@ -13,10 +13,11 @@ from typing import Any
 
 import orjson
 
-from streams import avro
 from streams.engine import META_KEY
 from streams.runner import snapshot
-from streams.topics import CONNECTOR_STATUS, DLQ, EVSE_AVAILABILITY, changelog_topic, read_to_end
+from streams.topics import CONNECTOR_STATUS, EVSE_AVAILABILITY, changelog_topic, read_to_end
+
+from .test_pipeline import dead_letters
 
 PARTITIONS = 4
 
@@ -124,10 +125,8 @@ async def wait_dead_letters(bootstrap: str, expected: dict[bytes, str], timeout:
     deadline = time.monotonic() + timeout
     while True:
         got: dict[bytes, set[str]] = {}
-        for messages in (await read_to_end(bootstrap, DLQ)).values():
-            for message in messages:
-                letter = avro.decode("DeadLetter", message.value)
-                got.setdefault(letter["payload"], set()).add(letter["errorKind"])
+        for letter in await dead_letters(bootstrap):
+            got.setdefault(letter["payload"], set()).add(letter["errorKind"])
         if got == {raw: {kind} for raw, kind in expected.items()} or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
