@@ -8,8 +8,10 @@ part becomes a partial :class:`Rejection` in ``result.rejections`` with a ``path
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
 import orjson
@@ -166,6 +168,17 @@ def require_object(value: Any, what: str) -> dict[str, Any]:
 
 def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
+
+
+#: The stand-in for an absent or malformed sub-object: read-only, shared.
+EMPTY_OBJECT: Mapping[str, Any] = MappingProxyType({})
+
+
+def object_field(container: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A sub-object that is only read from (an address, a position), or :data:`EMPTY_OBJECT`
+    when it is absent or not an object."""
+    value = container.get(key)
+    return value if isinstance(value, dict) else EMPTY_OBJECT
 
 
 def list_field(container: dict[str, Any], key: str, what: str) -> list[Any] | None:

@@ -23,6 +23,7 @@ Decisions DESIGN.md left open (also in the README):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..models import ConnectorFormat, ConnectorStandard, PowerType, Source, Status
@@ -46,6 +47,7 @@ from .base import (
     NormalizeContext,
     NormalizeResult,
     Rejection,
+    object_field,
     unwrap_list,
 )
 from .ocpi import STATUS_TABLE as OCPI_STATUS_TABLE
@@ -132,7 +134,6 @@ CONNECTOR_TYPES: dict[int, ConnectorStandard] = {
 
 _NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 MAX_CONNECTORS_PER_GROUP = 100
-_EMPTY: dict[str, Any] = {}
 
 
 def map_status(raw: Any) -> Status:
@@ -170,7 +171,7 @@ def count(value: Any, what: str) -> int:
     return int(number)
 
 
-def _attribute_key(group: dict[str, Any], point: dict[str, Any]) -> tuple[Any, ...]:
+def _attribute_key(group: dict[str, Any], point: Mapping[str, Any]) -> tuple[Any, ...]:
     ctype = group.get("connectorType")
     fixed = group.get("fixedCable")
     return (
@@ -262,8 +263,8 @@ class HereAdapter:
             kind = "missing_id" if station.get("id") is None else "invalid_id"
             raise Rejection(kind, "HERE station has no usable id")
         evse_uid = f"here:{station_id}"
-        position = station.get("position") if isinstance(station.get("position"), dict) else {}
-        address = station.get("address") if isinstance(station.get("address"), dict) else {}
+        position = object_field(station, "position")
+        address = object_field(station, "address")
         lat, lon = coordinate_pair(
             position.get("latitude", position.get("lat")), position.get("longitude", position.get("lng")), ctx.warnings
         )
@@ -303,9 +304,7 @@ class HereAdapter:
         records are added only once every one of them could be read."""
         if not isinstance(group, dict):
             raise Rejection("not_an_object", f"connector group must be an object, got {type(group).__name__}")
-        point = group.get("chargingPoint")
-        if not isinstance(point, dict):
-            point = _EMPTY
+        point = object_field(group, "chargingPoint")
         attributes = _ATTRIBUTES.get(_attribute_key(group, point), ctx)
         group_time = point.get("lastUpdateTimestamp") or group.get("lastUpdateTimestamp")
         prefix = f"{out.evse_uid}#g{index}"

@@ -40,6 +40,7 @@ from .base import (
     NormalizeResult,
     Rejection,
     list_field,
+    object_field,
 )
 
 #: DESIGN §3, column "OCM StatusTypeID": id → (canonical status, live).
@@ -204,9 +205,9 @@ class OcmAdapter:
         if poi_id is None or poi_id <= 0:
             raise Rejection("invalid_id", f"OCM POI ID must be a positive integer, got {poi.get('ID')!r:.40}")
         evse_uid = f"ocm:{poi_id}"
-        address = poi.get("AddressInfo") if isinstance(poi.get("AddressInfo"), dict) else {}
-        country = address.get("Country") if isinstance(address.get("Country"), dict) else {}
-        operator = poi.get("OperatorInfo") if isinstance(poi.get("OperatorInfo"), dict) else {}
+        address = object_field(poi, "AddressInfo")
+        country = object_field(address, "Country")
+        operator = object_field(poi, "OperatorInfo")
         lat, lon = coordinate_pair(address.get("Latitude"), address.get("Longitude"), ctx.warnings)
         if lat == 0 and lon == 0:  # OCM's blank template uses 0,0 for "no position"
             lat = lon = None

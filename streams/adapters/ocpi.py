@@ -26,6 +26,7 @@ Decisions DESIGN.md left open (also listed in the README):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..models import PowerType, Scope, Source, Status
@@ -45,6 +46,7 @@ from ..values import (
     to_int_in,
 )
 from .base import (
+    EMPTY_OBJECT,
     AttributeCache,
     Attributes,
     EvseRecords,
@@ -199,7 +201,6 @@ def _score(value: Any) -> float | None:
     return number if number is not None and 0 <= number <= 100 else None
 
 
-_EMPTY: dict[str, Any] = {}
 _NO_ATTRIBUTES = Attributes()
 
 
@@ -236,7 +237,7 @@ class OcpiAdapter:
             for index, evse in enumerate(evses):
                 self._guarded(evse, location, ctx, result, f"{path}.evses[{index}]".lstrip("."))
             return
-        self._evse(doc, _EMPTY, ctx, result)
+        self._evse(doc, EMPTY_OBJECT, ctx, result)
 
     def _guarded(
         self, item: Any, location: dict[str, Any] | None, ctx: NormalizeContext, result: NormalizeResult, path: str
@@ -252,7 +253,9 @@ class OcpiAdapter:
         except Rejection as rejection:
             result.rejections.append(rejection.at(path))
 
-    def _evse(self, evse: dict[str, Any], loc: dict[str, Any], ctx: NormalizeContext, result: NormalizeResult) -> None:
+    def _evse(
+        self, evse: dict[str, Any], loc: Mapping[str, Any], ctx: NormalizeContext, result: NormalizeResult
+    ) -> None:
         if not _CAMEL_MARKERS.isdisjoint(evse):  # snake_case's own test, inlined: runs per object
             evse = snake_case(evse)
         get = evse.get
