@@ -73,3 +73,19 @@ def test_schema_is_usable_by_a_plain_consumer() -> None:
     import io
 
     assert fastavro.schemaless_reader(io.BytesIO(payload), expanded, None)["connectorUid"] == record.connectorUid
+
+
+def test_construct_status_is_model_construct_without_the_cost() -> None:
+    """The adapters' record constructor fills pydantic's slots directly; the result must be
+    indistinguishable from ``model_construct`` (and validate to the same record)."""
+    from streams.adapters.base import construct_status
+
+    for record in run_fixture("ocpi", "ocpi_location_messy.json").records.values():
+        values = dict(record.__dict__)
+        built = construct_status(dict(values))
+        reference = ConnectorStatus.model_construct(**values)
+        assert built == reference
+        assert built.model_fields_set == reference.model_fields_set
+        assert (built.__pydantic_extra__, built.__pydantic_private__) == (None, None)
+        assert built.model_dump() == reference.model_dump()
+        assert ConnectorStatus.model_validate(built.model_dump()) == ConnectorStatus.model_validate(values)
