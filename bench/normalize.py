@@ -242,7 +242,7 @@ def main() -> None:
         base, ours = best_rates(source, payloads, connectors, args.repeat)
         worst = min(worst, ours / base)
         print(f"{source:<6} {connectors:>10} {base:>12,.0f} {ours:>13,.0f} {ours / base:>6.2f}")
-    print(f"worst ratio {worst:.2f} ({'meets' if worst >= 0.5 else 'MISSES'} the 0.50 target)")
+    print(f"worst ratio {worst:.3f} ({'meets' if worst >= 0.5 else 'MISSES'} the 0.50 target)")
 
 
 if __name__ == "__main__":
