@@ -47,8 +47,8 @@ from streams.adapters import NormalizeContext, Rejection, normalize_bytes
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
 from streams.core import EvseState, apply_record, availability, new_evse
-from streams.engine import Batcher, change_record, policy_for, producer_for
-from streams.runner import LocalPipeline, LogEntry, routing_key
+from streams.engine import Batcher, change_record, partition_for, policy_for, producer_for
+from streams.runner import LocalPipeline, LogEntry, route
 from streams.simulate import make_log
 from streams.timeparse import from_millis
 from streams.topics import EVSE_AVAILABILITY, RAW_TOPICS, TopicSpec, drain, ensure_topics
@@ -62,9 +62,10 @@ async def produce(bootstrap: str, entries: list[dict], topic_for, now: bool = Fa
         batcher = Batcher(producer, PARTITIONS)
         for entry in entries:
             payload = orjson.dumps(entry["payload"])
-            key = routing_key(LogEntry("bench", 0, entry["source"], payload, None))
+            raw_key = entry.get("key")
+            key, by = route(LogEntry("bench", 0, entry["source"], payload, None, key=raw_key and raw_key.encode()))
             stamp = int(time.time() * 1000) if now else entry["timestamp"]
-            await batcher.add(topic_for(entry["source"]), key, payload, stamp)
+            await batcher.add(topic_for(entry["source"]), key, payload, stamp, partition=partition_for(by, PARTITIONS))
         for meta, count in await batcher.flush():
             slot = (meta.topic, meta.partition)
             ends[slot] = max(ends.get(slot, 0), meta.offset + count)

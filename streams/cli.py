@@ -15,9 +15,8 @@ import click
 import orjson
 
 from .adapters import REGISTRY, NormalizeContext, Rejection, normalize_document
-from .adapters.base import DEFAULT_MAX_PAYLOAD_BYTES, decode_payload
-from .avro import to_jsonable
-from .timeparse import UnparseableTime, parse_timestamp
+from .adapters.base import DEFAULT_MAX_CONNECTORS, DEFAULT_MAX_PAYLOAD_BYTES, decode_payload
+from .timeparse import UnparseableTime, parse_timestamp, rfc3339
 
 
 class SourceChoice(click.ParamType):
@@ -46,8 +45,9 @@ def _record_time(value: str | None) -> datetime:
 def split_documents(raw: bytes, max_bytes: int) -> list[tuple[Any, Rejection | None]]:
     """One JSON document, a JSON array of documents, or JSON Lines → documents.
 
-    A whole file that parses is one document (or the elements of a top-level array);
-    otherwise it is read as JSON Lines, each line a document that may be rejected alone.
+    A whole file that parses is one document (or the elements of a top-level array, unless
+    it is one OCPP-J frame); otherwise it is read as JSON Lines, each line a document that
+    may be rejected alone.
     """
     stripped = raw.lstrip(b"\xef\xbb\xbf").strip()
     if not stripped:
@@ -57,7 +57,9 @@ def split_documents(raw: bytes, max_bytes: int) -> list[tuple[Any, Rejection | N
     except orjson.JSONDecodeError:
         pass
     else:
-        return [(doc, None) for doc in whole] if isinstance(whole, list) else [(whole, None)]
+        if isinstance(whole, list) and not (whole and whole[0].__class__ is int):
+            return [(doc, None) for doc in whole]
+        return [(whole, None)]  # one document (an OCPP-J frame [2, id, action, payload] is one too)
     lines = [line for line in stripped.split(b"\n") if line.strip()]
     first = lines[0].strip()
     if (len(lines) > 1 and first in (b"{", b"[")) or first.endswith((b"{", b"[", b",")):
@@ -82,12 +84,60 @@ def _write_jsonl(stream: BinaryIO, obj: dict[str, Any]) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="plugstream")
 def main() -> None:
-    """plugstream: EV charging availability from OCPI, OCM, HERE and eDRV feeds."""
+    """plugstream: EV charging availability from OCPI, OCM, HERE, eDRV and OCPP feeds."""
+
+
+class RecordWriter:
+    """Canonical records → JSON Lines, fast: orjson writes the enums itself, and the two
+    timestamps are formatted once per distinct value (``2026-03-01T09:29:00.000Z``; orjson's
+    own datetime form drops the milliseconds when they are zero)."""
+
+    __slots__ = ("_lines", "_stream", "_times")
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._times: dict[datetime, str] = {}
+        self._lines: list[bytes] = []
+
+    def _time(self, moment: datetime) -> str:
+        text = self._times.get(moment)
+        if text is None:
+            if len(self._times) > 100_000:
+                self._times.clear()
+            text = self._times[moment] = rfc3339(moment)
+        return text
+
+    def write(self, record: Any) -> None:
+        fields = record.__dict__.copy()
+        fields["eventTime"] = self._time(fields["eventTime"])
+        fields["recordTime"] = self._time(fields["recordTime"])
+        self._lines.append(orjson.dumps(fields))
+        if len(self._lines) >= 4096:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            self._lines.append(b"")
+            self._stream.write(b"\n".join(self._lines))
+            self._lines.clear()
+        self._stream.flush()
+
+
+def _header(value: str) -> tuple[str, bytes]:
+    name, sep, text = value.partition("=")
+    if not sep or not name.strip():
+        raise click.BadParameter(f"{value!r}: use NAME=VALUE")
+    return name.strip(), text.encode()
 
 
 @main.command()
 @click.option(
-    "--source", "-s", "source", required=True, type=SourceChoice(), help="Source format: ocpi, ocm, here or edrv."
+    "--source",
+    "-s",
+    "source",
+    required=True,
+    type=SourceChoice(),
+    help="Source format: ocpi, ocm, here, edrv or ocpp.",
 )
 @click.option(
     "--record-time",
@@ -108,10 +158,38 @@ def main() -> None:
     type=int,
     help="Per-document size limit (for JSON Lines input).",
 )
+@click.option(
+    "--max-connectors",
+    default=DEFAULT_MAX_CONNECTORS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="A document expanding to more connectors is rejected (absurd_value).",
+)
+@click.option(
+    "--key",
+    default=None,
+    help="The Kafka record key each document would carry: an OCPI Locations path "
+    "(NL/ABC/LOC1/EVSE1[/1]) or an OCPP charge point id.",
+)
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A Kafka record header each document would carry (repeatable), e.g. ocpi-evse-uid=E1.",
+)
 @click.option("--stats", is_flag=True, help="Print a summary line (JSON) to stderr at the end.")
 @click.argument("file", type=click.File("rb"))
 def normalize(
-    source: str, record_time: str | None, max_skew: float, max_bytes: int, stats: bool, file: BinaryIO
+    source: str,
+    record_time: str | None,
+    max_skew: float,
+    max_bytes: int,
+    max_connectors: int,
+    key: str | None,
+    headers: tuple[str, ...],
+    stats: bool,
+    file: BinaryIO,
 ) -> None:
     """Canonical records of FILE as JSON Lines on stdout (no Kafka needed).
 
@@ -122,12 +200,21 @@ def normalize(
     from datetime import timedelta
 
     moment = _record_time(record_time)
-    out, err = sys.stdout.buffer, sys.stderr.buffer
+    skew = timedelta(seconds=max_skew)
+    record_key = None if key is None else key.encode()
+    record_headers = [_header(value) for value in headers] or None
+    out, err = RecordWriter(sys.stdout.buffer), sys.stderr.buffer
     counts = {"documents": 0, "records": 0, "rejected": 0, "skipped": 0}
     warnings: dict[str, int] = {}
     for index, (document, rejection) in enumerate(split_documents(file.read(), max_bytes)):
         counts["documents"] += 1
-        ctx = NormalizeContext(record_time=moment, max_skew=timedelta(seconds=max_skew))
+        ctx = NormalizeContext(
+            record_time=moment,
+            max_skew=skew,
+            key=record_key,
+            headers=record_headers,
+            max_connectors=max_connectors,
+        )
         if rejection is None:
             try:
                 result = normalize_document(source, document, ctx)
@@ -138,7 +225,7 @@ def normalize(
             _write_jsonl(err, {"index": index, **rejection.as_dict()})
             continue
         for record in result.records:
-            _write_jsonl(out, to_jsonable(record.__dict__))
+            out.write(record)
         for partial in result.rejections:
             counts["rejected"] += 1
             _write_jsonl(err, {"index": index, **partial.as_dict()})

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="Partitions for every topic the app creates")
     replication_factor: int = Field(1, ge=1)
     max_payload_bytes: int = Field(1_048_576, ge=1024, description="Raw payloads above this go to the DLQ unparsed")
+    max_connectors_per_document: int = Field(
+        1_000, ge=1, description="A raw document expanding to more connectors goes to the DLQ (absurd_value)"
+    )
     clock_skew_seconds: float = Field(300.0, ge=0, description="How far past the record timestamp a source time may be")
     staleness_seconds: float = Field(
         1800.0, gt=0, description="An EVSE with nothing seen for this long (stream time) is stale"

@@ -210,15 +210,40 @@ class Policy:
     staleness_ms: int = 1_800_000
 
 
+#: Scopes whose record speaks about every known connector (of an EVSE, of a charge point).
+WHOLE_SCOPES = frozenset({Scope.EVSE.value, Scope.CHARGE_POINT.value})
+
+
+def partition_key(record: ConnectorStatus) -> str:
+    """What a canonical record is partitioned by on ``connector-status`` (its Kafka key stays
+    the ``evseUid``): the EVSE, except for OCPP, where every EVSE of a charge point shares its
+    ``locationId`` (``ocpp:<chargePointId>``) so a charge-point-wide update finds them all in
+    one partition."""
+    if record.source == "ocpp" and record.locationId:
+        return record.locationId
+    return record.evseUid
+
+
+def charge_point_evse(uid: str, charge_point_uid: str) -> bool:
+    """Whether EVSE ``uid`` belongs to the OCPP charge point ``ocpp:<id>``: ``ocpp:<id>:<n>``."""
+    prefix = charge_point_uid + ":"
+    return uid.startswith(prefix) and uid[len(prefix) :].isdigit()
+
+
 def apply_record(evse: EvseState, record: ConnectorStatus, policy: Policy) -> Outcome:
-    """Fold one canonical record into its EVSE's state (DESIGN §4, §5)."""
+    """Fold one canonical record into its EVSE's state (DESIGN §4, §5).
+
+    A ``CHARGE_POINT``-scope record is folded into each EVSE of its charge point in turn (the
+    caller finds them: they share a partition) exactly like an EVSE-scope record.
+    """
     outcome = Outcome()
     event_time = to_millis(record.eventTime)
     record_time = to_millis(record.recordTime)
     _update_place(evse, record)
     before = evse.counts()  # the counts this report's windows integrate up to its time
 
-    if record.scope is Scope.EVSE or record.scope == "EVSE":
+    whole = record.scope in WHOLE_SCOPES
+    if whole:
         targets = list(evse.connectors)
         if not targets and record.snapshotConnectorUids is None:
             outcome.count("evseScopeUnmatched")
@@ -228,7 +253,7 @@ def apply_record(evse: EvseState, record: ConnectorStatus, policy: Policy) -> Ou
     late = _is_late(evse, event_time, policy)
     fresh_report = False
     for uid in targets:
-        if _apply_to_connector(evse, uid, record, event_time, record_time, outcome) != "stale":
+        if _apply_to_connector(evse, uid, record, event_time, record_time, whole, outcome) != "stale":
             fresh_report = True
     if record.snapshotConnectorUids is not None:
         _apply_snapshot_removals(evse, record, event_time, record_time, outcome)
@@ -258,12 +283,18 @@ def _update_place(evse: EvseState, record: ConnectorStatus) -> None:
 
 
 def _apply_to_connector(
-    evse: EvseState, uid: str, record: ConnectorStatus, event_time: int, record_time: int, outcome: Outcome
+    evse: EvseState,
+    uid: str,
+    record: ConnectorStatus,
+    event_time: int,
+    record_time: int,
+    whole: bool,
+    outcome: Outcome,
 ) -> str:
     state = evse.connectors.get(uid)
     status = str(record.status)
     # an EVSE-wide status keeps each connector's own attributes
-    attributes = state.attributes if record.scope == Scope.EVSE and state is not None else _attributes_of(record)
+    attributes = state.attributes if whole and state is not None else _attributes_of(record)
     if state is None:
         state = ConnectorState(
             status,
@@ -294,7 +325,7 @@ def _apply_to_connector(
     evse.set_status(state, status)
     state.attributes, state.changed_at = attributes, event_time
     state.raw_status = record.rawStatus
-    if record.scope != Scope.EVSE:
+    if not whole:
         state.connector_id, state.power_class = record.connectorId, record.powerClass
     outcome.count("accepted")
     outcome.changes.append(

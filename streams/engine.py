@@ -40,8 +40,18 @@ from . import avro, kafka
 from .adapters import NormalizeContext, Rejection, normalize_bytes
 from .adapters.base import construct_status
 from .config import Settings
-from .core import COUNTERS, EvseState, Policy, apply_record, availability, new_evse
+from .core import (
+    COUNTERS,
+    EvseState,
+    Policy,
+    apply_record,
+    availability,
+    charge_point_evse,
+    new_evse,
+    partition_key,
+)
 from .kafka import Kafka
+from .models import Scope, Source
 from .standby import StandbyPlan, StandbyTailer, standby_assignor
 from .store import MemoryStore, PartitionStore, StoreFactory
 from .timeparse import from_millis
@@ -64,6 +74,7 @@ _partitioner = DefaultPartitioner()
 
 
 _PARTITION_CACHE: dict[tuple[bytes, int], int] = {}
+_NO_HEADERS: list[tuple[str, bytes]] = []  # aiokafka wants a list; it only reads it
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -101,18 +112,24 @@ class Batcher:
         self.futures: list[tuple[asyncio.Future[Any], int]] = []
 
     async def add(
-        self, topic: str, key: bytes, value: bytes, timestamp_ms: int | None, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        timestamp_ms: int | None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         if partition is None:
-            partition = partition_for(key, self.partitions)
+            partition = partition_for(key or b"", self.partitions)
         slot = (topic, partition)
         batch = self.pending.get(slot)
         if batch is None:
             batch = self.pending[slot] = self.producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
+        if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=headers or _NO_HEADERS) is None:
             await self._send(slot, batch)
             batch = self.pending[slot] = self.producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
+            if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=headers or _NO_HEADERS) is None:
                 raise ValueError(f"record of {len(value)} bytes does not fit a producer batch")
 
     async def _send(self, slot: tuple[str, int], batch: Any) -> None:
@@ -225,7 +242,13 @@ class NormalizeStage:
         stats = self.stats
         stats.rawRecords += 1
         stats.bySource[source] = stats.bySource.get(source, 0) + 1
-        ctx = NormalizeContext(record_time=from_millis(message.timestamp), max_skew=skew)
+        ctx = NormalizeContext(
+            record_time=from_millis(message.timestamp),
+            max_skew=skew,
+            key=message.key,
+            headers=message.headers,
+            max_connectors=self.settings.max_connectors_per_document,
+        )
         try:
             result = normalize_bytes(source, message.value or b"", ctx, self.settings.max_payload_bytes)
         except Rejection as rejection:
@@ -241,7 +264,12 @@ class NormalizeStage:
         for record in result.records:
             stats.statusRecords += 1
             key = record.evseUid.encode()
-            await batcher.add(CONNECTOR_STATUS, key, avro.encode("ConnectorStatus", record.__dict__), message.timestamp)
+            value = avro.encode("ConnectorStatus", record.__dict__)
+            if record.source is Source.ocpp:  # a charge point's EVSEs share a partition (core.partition_key)
+                partition = partition_for(partition_key(record).encode(), self.settings.partitions)
+                await batcher.add(CONNECTOR_STATUS, key, value, message.timestamp, partition=partition)
+            else:
+                await batcher.add(CONNECTOR_STATUS, key, value, message.timestamp)
 
     async def _reject(self, message: Any, source: str, rejection: Rejection, batcher: Batcher) -> None:
         self.stats.rejected += 1
@@ -551,7 +579,26 @@ class AggregateStage:
             return
         if state.stream_time is None or message.timestamp > state.stream_time:
             state.stream_time = message.timestamp
-        uid = record.evseUid
+        if record.scope == Scope.CHARGE_POINT:  # every known EVSE of the charge point, in turn
+            station = record.evseUid
+            targets = [uid for uid in state.store.uids_with_prefix(station + ":") if charge_point_evse(uid, station)]
+            if not targets:
+                state.counters["evseScopeUnmatched"] += 1
+            for uid in targets:
+                await self._fold(state, uid, record, message, touched, batcher)
+            return
+        await self._fold(state, record.evseUid, record, message, touched, batcher)
+
+    async def _fold(
+        self,
+        state: PartitionState,
+        uid: str,
+        record: Any,
+        message: Any,
+        touched: dict[str, EvseState],
+        batcher: Batcher,
+    ) -> None:
+        """Apply one record to EVSE ``uid`` of this partition and queue what it emits."""
         evse = touched.get(uid) or state.store.get(uid)
         created = evse is None
         if evse is None:

@@ -16,6 +16,14 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 
+class Model(BaseModel):
+    """Base of every record model. Validators are built on first use, not at import: the hot
+    paths construct records without validation, and a command such as ``plugstream
+    normalize`` should not pay for building eight validators it never runs."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 class Source(StrEnum):
     """Where a record came from; also the suffix of its raw topic (``raw.<source>``)."""
 
@@ -23,6 +31,7 @@ class Source(StrEnum):
     ocm = "ocm"
     here = "here"
     edrv = "edrv"
+    ocpp = "ocpp"
 
 
 class Status(StrEnum):
@@ -46,10 +55,14 @@ class Scope(StrEnum):
     without naming connectors (an OCPI PATCH carrying only ``status``, or a full EVSE
     snapshot that lists no connectors). The dedupe stage applies an EVSE-scope record to
     every connector it knows for that EVSE; its ``connectorUid`` is ``<evseUid>#*``.
+    ``CHARGE_POINT``: an OCPP StatusNotification about the whole charge point (1.6
+    ``connectorId`` 0, 2.0.1 ``evseId`` 0). Its ``evseUid`` is ``ocpp:<chargePointId>`` and
+    it applies like an EVSE-scope record to every EVSE ``ocpp:<chargePointId>:<n>`` known.
     """
 
     CONNECTOR = "CONNECTOR"
     EVSE = "EVSE"
+    CHARGE_POINT = "CHARGE_POINT"
 
 
 class ConnectorStandard(StrEnum):
@@ -127,10 +140,10 @@ class EventTimeIssue(StrEnum):
     AFTER_RECORD_TIME = "AFTER_RECORD_TIME"
 
 
-class ConnectorStatus(BaseModel):
+class ConnectorStatus(Model):
     """One connector's status as reported by one source document (Avro ``ConnectorStatus``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, defer_build=True)
 
     source: Source
     connectorUid: str
@@ -172,7 +185,7 @@ class ChangeKind(StrEnum):
     REMOVED_BY_SNAPSHOT = "REMOVED_BY_SNAPSHOT"
 
 
-class ConnectorChange(BaseModel):
+class ConnectorChange(Model):
     """A real change after dedupe (Avro ``ConnectorChange``, topic ``connector-changes``)."""
 
     connectorUid: str
@@ -196,12 +209,12 @@ class ConnectorChange(BaseModel):
     recordTime: datetime
 
 
-class CountPair(BaseModel):
+class CountPair(Model):
     total: int
     available: int
 
 
-class ConnectorSummary(BaseModel):
+class ConnectorSummary(Model):
     connectorUid: str
     connectorId: str | None = None
     status: Status
@@ -214,7 +227,7 @@ class ConnectorSummary(BaseModel):
     lastSeenTimestamp: datetime
 
 
-class EvseAvailability(BaseModel):
+class EvseAvailability(Model):
     """Latest availability of one EVSE (Avro ``EvseAvailability``, topic ``evse-availability``)."""
 
     evseUid: str
@@ -240,7 +253,7 @@ class EvseAvailability(BaseModel):
     connectors: list[ConnectorSummary]
 
 
-class EvseAvailabilityWindow(BaseModel):
+class EvseAvailabilityWindow(Model):
     """One closed window (Avro ``EvseAvailabilityWindow``, topic ``evse-availability-windowed``)."""
 
     evseUid: str
@@ -257,7 +270,7 @@ class EvseAvailabilityWindow(BaseModel):
     availableShare: float | None = None
 
 
-class DeadLetter(BaseModel):
+class DeadLetter(Model):
     """A rejected raw record or part of one (Avro ``DeadLetter``, topic ``plugstream.dlq``)."""
 
     source: str | None = None

@@ -1,11 +1,14 @@
 """Replay of historical logs, the embedded end-to-end run (``--dump``) and snapshots.
 
 Log formats: JSON Lines of ``{"source", "payload", "timestamp"}`` (``payload`` a JSON value
-or a string holding JSON; ``timestamp`` RFC 3339 or epoch ms), or Avro container files with
-the same three fields. Records are published to ``raw.<source>`` with their original
-timestamps. Each record is keyed by the first EVSE it names (found with the source's
-adapter), so every report of an EVSE lands in one raw partition and keeps its log order
-whatever the partition count; documents naming no EVSE are keyed by source.
+or a string holding JSON; ``timestamp`` RFC 3339 or epoch ms), optionally with ``"key"`` (the
+Kafka record key, text) and ``"headers"`` (``{"name": "text"}`` or ``[["name", "text"], …]``),
+or Avro container files with the same fields. Records are published to ``raw.<source>``
+with their original timestamps. A line's own ``key`` is the record key (sources read ids
+from it: OCPI push paths, OCPP charge point ids); otherwise each record is keyed by the
+first EVSE it names (found with the source's adapter), so every report of an EVSE lands in
+one raw partition and keeps its log order whatever the partition count; documents naming no
+EVSE go unkeyed to the partition of their source's name.
 
 A log line that cannot be read (bad JSON, unknown source, missing payload) is not dropped:
 it goes to ``plugstream.dlq`` with stage ``replay`` and its line number as offset.
@@ -29,8 +32,8 @@ import orjson
 from . import avro
 from .adapters import REGISTRY, NormalizeContext, Rejection, normalize_bytes
 from .config import Settings
-from .core import is_stale
-from .engine import AggregateStage, Batcher, NormalizeStage, producer_for
+from .core import is_stale, partition_key
+from .engine import AggregateStage, Batcher, NormalizeStage, partition_for, producer_for
 from .kafka import Kafka
 from .timeparse import UnparseableTime, parse_timestamp, to_millis
 from .topics import (
@@ -54,6 +57,31 @@ class LogEntry:
     payload: bytes
     timestamp_ms: int | None
     error: Rejection | None = None
+    key: bytes | None = None
+    headers: list[tuple[str, bytes]] | None = None
+
+
+def _text_bytes(value: Any, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise ValueError(f"{what} must be text")
+
+
+def _log_headers(value: Any) -> list[tuple[str, bytes]] | None:
+    """``{"name": "text"}`` or ``[["name", "text"], …]`` → Kafka headers."""
+    if value is None:
+        return None
+    pairs = list(value.items()) if isinstance(value, dict) else value
+    if not isinstance(pairs, list):
+        raise ValueError("headers must be an object or a list of [name, value] pairs")
+    headers = []
+    for pair in pairs:
+        if not isinstance(pair, list | tuple) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise ValueError("each header must be a [name, value] pair with a text name")
+        headers.append((pair[0], _text_bytes(pair[1], f"header {pair[0]!r}")))
+    return headers
 
 
 def _entry(path: str, line: int, obj: Any) -> LogEntry:
@@ -86,7 +114,12 @@ def _entry(path: str, line: int, obj: Any) -> LogEntry:
         moment = parse_timestamp(obj.get("timestamp"))
     except UnparseableTime as exc:
         return LogEntry(path, line, source, raw, None, Rejection("wrong_type", f"bad timestamp: {exc}"))
-    return LogEntry(path, line, source, raw, None if moment is None else to_millis(moment))
+    try:
+        key = None if obj.get("key") is None else _text_bytes(obj["key"], "key")
+        headers = _log_headers(obj.get("headers"))
+    except ValueError as exc:
+        return LogEntry(path, line, source, raw, None, Rejection("wrong_type", f"log entry {exc}"))
+    return LogEntry(path, line, source, raw, None if moment is None else to_millis(moment), key=key, headers=headers)
 
 
 def read_log(path: Path) -> Iterator[LogEntry]:
@@ -116,15 +149,24 @@ def read_log(path: Path) -> Iterator[LogEntry]:
             yield _entry(str(path), index, obj)
 
 
-def routing_key(entry: LogEntry) -> bytes:
-    """The first EVSE the payload names, so one EVSE's reports share a raw partition."""
+def route(entry: LogEntry) -> tuple[bytes | None, bytes]:
+    """(record key, what picks the raw partition) for a log entry.
+
+    The partition follows the first EVSE the payload names (an OCPP charge point for OCPP,
+    see :func:`streams.core.partition_key`), so one EVSE's reports share a raw partition and
+    keep their log order whatever the partition count — also when the entry's own ``key`` is
+    something else (an OCPI push path, a charge point id). The key is the entry's own, else
+    that EVSE; an entry naming no EVSE goes unkeyed to the partition of its source's name.
+    """
     assert entry.source is not None
-    ctx = NormalizeContext(record_time=datetime(2100, 1, 1, tzinfo=UTC))
+    ctx = NormalizeContext(record_time=datetime(2100, 1, 1, tzinfo=UTC), key=entry.key, headers=entry.headers)
     with contextlib.suppress(Rejection):
         result = normalize_bytes(entry.source, entry.payload, ctx)
         if result.records:
-            return result.records[0].evseUid.encode()
-    return entry.source.encode()
+            first = result.records[0]
+            return (entry.key or first.evseUid.encode()), partition_key(first).encode()
+    return entry.key, entry.source.encode()
+
 
 
 @dataclass(slots=True)
@@ -170,7 +212,15 @@ async def publish(
                 else:
                     report.published += 1
                     report.max_timestamp = max(report.max_timestamp or timestamp, timestamp)
-                    await batcher.add(RAW_TOPICS[entry.source], routing_key(entry), entry.payload, timestamp)
+                    key, by = route(entry)
+                    await batcher.add(
+                        RAW_TOPICS[entry.source],
+                        key,
+                        entry.payload,
+                        timestamp,
+                        partition=partition_for(by, partitions),
+                        headers=entry.headers,
+                    )
                 if index % 2000 == 1999:
                     await _note_offsets(batcher, report)
                     bar.update(task, completed=index + 1)
@@ -196,7 +246,7 @@ def _replay_dead_letter(entry: LogEntry, timestamp: int) -> bytes:
             "partition": 0,
             "offset": entry.line,
             "timestamp": timestamp,
-            "key": None,
+            "key": entry.key,
             "payload": entry.payload,
             "errorKind": entry.error.kind,
             "errorMessage": entry.error.message,

@@ -1,9 +1,12 @@
-"""A simulated feed: realistic status changes for N EVSEs in all four source formats.
+"""A simulated feed: realistic status changes for N EVSEs in all five source formats.
 
 EVSEs are spread over the sources round-robin; each tick one connector changes status
 following plausible transitions (available ↔ charging, rare faults and reservations), and
 the EVSE is re-published in its source's native shape (a full snapshot, so snapshots,
-duplicates of unchanged connectors and status changes all occur). Seeded: the same seed
+duplicates of unchanged connectors and status changes all occur). OCPP charge points send
+what a charge point sends: one StatusNotification for the connector that changed (OCPP
+1.6 for even-numbered charge points, each connector its own EVSE; 2.0.1 for odd ones, one
+EVSE with its connectors), keyed by the charge point id. Seeded: the same seed
 gives the same sequence. Timestamps are the wall clock of the generator (this is an input
 producer at the edge, not processing).
 """
@@ -26,9 +29,10 @@ TRANSITIONS = {
     "RESERVED": [("CHARGING", 0.7), ("AVAILABLE", 0.3)],
     "OUTOFORDER": [("AVAILABLE", 0.6), ("OUTOFORDER", 0.4)],
 }
-SOURCES = ("ocpi", "ocm", "here", "edrv")
+SOURCES = ("ocpi", "ocm", "here", "edrv", "ocpp")
 OCM_STATUS = {"AVAILABLE": 10, "CHARGING": 20, "RESERVED": 20, "OUTOFORDER": 100}
 EDRV_STATUS = {"AVAILABLE": "Available", "CHARGING": "Charging", "RESERVED": "Reserved", "OUTOFORDER": "Faulted"}
+OCPP201_STATUS = {"AVAILABLE": "Available", "CHARGING": "Occupied", "RESERVED": "Reserved", "OUTOFORDER": "Faulted"}
 CITIES = [("Utrecht", 52.09, 5.12), ("Berlin", 52.52, 13.40), ("Leeds", 53.80, -1.55), ("Lyon", 45.76, 4.84)]
 
 
@@ -47,10 +51,40 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def render(evse: SimEvse, now_ms: int) -> dict[str, Any]:
-    """The EVSE in its source's native JSON shape."""
+def _status_notification(evse: SimEvse, connector: int, ts: str) -> list[Any]:
+    """One OCPP-J StatusNotification CALL for connector ``connector`` (0-based) of the charge point."""
+    status = evse.statuses[connector]
+    if evse.index % 2 == 0:  # OCPP 1.6
+        payload: dict[str, Any] = {
+            "connectorId": connector + 1,
+            "errorCode": "OtherError" if status == "OUTOFORDER" else "NoError",
+            "status": EDRV_STATUS[status],
+            "timestamp": ts,
+        }
+    else:  # OCPP 2.0.1
+        payload = {
+            "timestamp": ts,
+            "connectorStatus": OCPP201_STATUS[status],
+            "evseId": 1,
+            "connectorId": connector + 1,
+        }
+    return [2, f"sim-{evse.index}-{connector}-{ts}", "StatusNotification", payload]
+
+
+def record_key(evse: SimEvse) -> bytes:
+    """The raw record key: the charge point id for OCPP (the adapter reads it), else the EVSE."""
+    return f"CP-{evse.index}".encode() if evse.source == "ocpp" else f"sim-{evse.index}".encode()
+
+
+def render(evse: SimEvse, now_ms: int, changed: int | None = None) -> Any:
+    """The EVSE in its source's native JSON shape (for OCPP: the StatusNotification of the
+    ``changed`` connector, or a batch of one per connector)."""
     ts = _iso(now_ms)
     i = evse.index
+    if evse.source == "ocpp":
+        if changed is not None:
+            return _status_notification(evse, changed, ts)
+        return [_status_notification(evse, k, ts) for k in range(len(evse.statuses))]
     if evse.source == "ocpi":
         return {
             "country_code": "NL",
@@ -161,12 +195,14 @@ def make_evses(count: int, rng: random.Random) -> list[SimEvse]:
     return evses
 
 
-def step(evse: SimEvse, rng: random.Random) -> None:
+def step(evse: SimEvse, rng: random.Random) -> int:
+    """Move one connector to its next status; returns which one."""
     k = rng.randrange(len(evse.statuses))
     options = TRANSITIONS[evse.statuses[k]]
     evse.statuses[k] = rng.choices([o for o, _ in options], [w for _, w in options])[0]
     if evse.source == "ocpi":  # OCPI status is per EVSE: all its connectors share it
         evse.statuses = [evse.statuses[k]] * len(evse.statuses)
+    return k
 
 
 def _wall_ms() -> int:
@@ -180,11 +216,11 @@ def feed(evse_count: int, seed: int = 7, clock: Callable[[], int] = _wall_ms) ->
     rng = random.Random(seed)
     evses = make_evses(evse_count, rng)
     for evse in evses:
-        yield evse.source, f"sim-{evse.index}".encode(), orjson.dumps(render(evse, clock()))
+        yield evse.source, record_key(evse), orjson.dumps(render(evse, clock()))
     while True:
         evse = rng.choice(evses)
-        step(evse, rng)
-        yield evse.source, f"sim-{evse.index}".encode(), orjson.dumps(render(evse, clock()))
+        changed = step(evse, rng)
+        yield evse.source, record_key(evse), orjson.dumps(render(evse, clock(), changed))
 
 
 async def run_simulation(
@@ -218,8 +254,10 @@ def make_log(
     entries = []
     for n in range(records):
         evse = evses[n] if n < len(evses) else rng.choice(evses)
-        if n >= len(evses):
-            step(evse, rng)
+        changed = step(evse, rng) if n >= len(evses) else None
         now = start_ms + n * step_ms
-        entries.append({"source": evse.source, "timestamp": now, "payload": render(evse, now)})
+        entry = {"source": evse.source, "timestamp": now, "payload": render(evse, now, changed)}
+        if evse.source == "ocpp":
+            entry["key"] = record_key(evse).decode()
+        entries.append(entry)
     return entries

@@ -53,6 +53,10 @@ class PartitionStore(Protocol):
 
     def values(self) -> Iterator[EvseState]: ...
 
+    def uids_with_prefix(self, prefix: str) -> list[str]:
+        """Uids of the states held whose uid starts with ``prefix`` (an OCPP charge point's EVSEs)."""
+        ...
+
     def __len__(self) -> int: ...
 
     def commit(self, states: dict[str, bytes | None], meta: bytes, changelog_offset: int) -> None: ...
@@ -80,6 +84,9 @@ class MemoryStore:
 
     def values(self) -> Iterator[EvseState]:
         return iter(list(self.evses.values()))
+
+    def uids_with_prefix(self, prefix: str) -> list[str]:
+        return [uid for uid in self.evses if uid.startswith(prefix)]  # rare (charge-point-wide updates)
 
     def __len__(self) -> int:
         return len(self.evses)
@@ -198,6 +205,15 @@ class RocksStore:
             uid = key.decode()
             if uid not in seen:
                 yield EvseState.from_json(orjson.loads(raw))
+
+    def uids_with_prefix(self, prefix: str) -> list[str]:
+        found = {uid for uid in self._cache if uid.startswith(prefix)}  # new states live here until commit
+        start = prefix.encode()
+        for key in self.db.keys(from_key=start):
+            if not key.startswith(start):
+                break
+            found.add(key.decode())
+        return sorted(found)
 
     def __len__(self) -> int:
         return self._count

@@ -34,10 +34,29 @@ class Outcome:
         return sorted(r.kind for _, r in self.rejections)
 
 
-def run(source: str, documents: list[Any], record_time: datetime = RECORD_TIME) -> Outcome:
+def record_headers(headers: dict[str, str] | None) -> list[tuple[str, bytes]] | None:
+    """Kafka-style headers (name, bytes) from a ``{"name": "text"}`` dict."""
+    return None if headers is None else [(name, value.encode()) for name, value in headers.items()]
+
+
+def run(
+    source: str,
+    documents: list[Any],
+    record_time: datetime = RECORD_TIME,
+    keys: list[str | None] | None = None,
+    headers: list[dict[str, str] | None] | None = None,
+    max_connectors: int = 1_000,
+) -> Outcome:
+    """Normalize each document as if it were one Kafka record (with that record's key/headers)."""
     outcome = Outcome()
     for index, document in enumerate(documents):
-        ctx = NormalizeContext(record_time=record_time)
+        key = keys[index] if keys else None
+        ctx = NormalizeContext(
+            record_time=record_time,
+            key=None if key is None else key.encode(),
+            headers=record_headers(headers[index] if headers else None),
+            max_connectors=max_connectors,
+        )
         try:
             result = normalize_document(source, document, ctx)
         except Rejection as rejection:
@@ -55,3 +74,14 @@ def run(source: str, documents: list[Any], record_time: datetime = RECORD_TIME) 
 
 def run_fixture(source: str, name: str) -> Outcome:
     return run(source, load_documents(name))
+
+
+def run_records(source: str, name: str) -> Outcome:
+    """A JSON Lines fixture of Kafka records ``{"payload", "key"?, "headers"?}``."""
+    entries = load_documents(name)
+    return run(
+        source,
+        [e["payload"] for e in entries],
+        keys=[e.get("key") for e in entries],
+        headers=[e.get("headers") for e in entries],
+    )

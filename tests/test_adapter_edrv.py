@@ -36,4 +36,11 @@ def test_connector_objects(out) -> None:
     assert out.records["edrv:c-4"].evseUid == "edrv:cs-2"
     assert out.records["edrv:c-4"].status is Status.UNKNOWN  # anything else
     assert out.records["edrv:c-6"].status is Status.UNKNOWN  # station offline
-    assert out.kinds() == ["missing_id"]  # c-5 names no chargestation
+    assert out.kinds() == []
+
+
+def test_connector_object_naming_no_station_is_its_own_evse(out) -> None:
+    """DESIGN §2: evseUid = edrv:<_id>, the same string as its connectorUid, and a warning."""
+    c5 = out.records["edrv:c-5"]
+    assert c5.evseUid == c5.connectorUid == "edrv:c-5"
+    assert out.warnings["edrv_connector_without_station"] == 1

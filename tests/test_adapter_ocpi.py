@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 from streams.models import ConnectorFormat, ConnectorStandard, EventTimeIssue, PowerType, Scope, Status
 
-from .helpers import RECORD_TIME, run_fixture
+from .helpers import RECORD_TIME, run, run_fixture
 
 
 def test_location_envelope_yields_one_record_per_connector() -> None:
@@ -84,3 +84,67 @@ def test_bad_connector_makes_snapshot_partial() -> None:
     assert list(out.records) == ["ocpi:X#1"]
     assert out.records["ocpi:X#1"].snapshotConnectorUids is None
     assert out.kinds() == ["missing_id", "not_an_object"]
+
+
+# --- ids from the record key / headers (OCPI pushes carry them in the URL path) -----------------
+
+STATUS_PATCH = {"status": "CHARGING", "last_updated": "2026-03-01T09:48:00Z"}
+
+
+def test_patch_without_ids_takes_them_from_the_record_key_path() -> None:
+    for key in (
+        "NL/PLG/LOC-A/E1",
+        "/locations/NL/PLG/LOC-A/E1",
+        "https://cpo.example/ocpi/2.2.1/locations/NL/PLG/LOC-A/E1",
+    ):
+        out = run("ocpi", [STATUS_PATCH], keys=[key])
+        record = out.records["ocpi:NL:PLG:E1#*"]
+        # the same EVSE the full objects name (tests above: ocpi:NL:PLG:E1)
+        assert (record.evseUid, record.scope, record.status) == ("ocpi:NL:PLG:E1", Scope.EVSE, Status.CHARGING)
+        assert record.locationId == "ocpi:NL:PLG:LOC-A"
+
+
+def test_connector_path_makes_a_connector_update() -> None:
+    out = run("ocpi", [{"status": "RESERVED", "last_updated": "2026-03-01T09:48:00Z"}], keys=["NL/PLG/LOC-A/E1/2"])
+    assert list(out.records) == ["ocpi:NL:PLG:E1#2"]
+    assert out.records["ocpi:NL:PLG:E1#2"].connectorId == "2"
+    # a Connector object pushed there (no status in OCPI 2.2.1) carries no status change
+    assert run("ocpi", [{"id": "2", "standard": "IEC_62196_T2"}], keys=["NL/PLG/LOC-A/E1/2"]).skipped == {
+        "no_status": 1
+    }
+
+
+def test_ids_from_headers() -> None:
+    headers = {"ocpi-country-code": "NL", "ocpi-party-id": "PLG", "ocpi-location-id": "LOC-A", "ocpi-evse-uid": "E1"}
+    out = run("ocpi", [STATUS_PATCH], headers=[headers])
+    assert list(out.records) == ["ocpi:NL:PLG:E1#*"]
+    with_connector = run("ocpi", [STATUS_PATCH], headers=[{**headers, "ocpi-connector-id": "1"}])
+    assert list(with_connector.records) == ["ocpi:NL:PLG:E1#1"]
+
+
+def test_body_ids_win_when_they_agree_and_a_conflict_is_invalid_id() -> None:
+    body = {"country_code": "NL", "party_id": "PLG", "uid": "E1", **STATUS_PATCH}
+    assert list(run("ocpi", [body], keys=["NL/PLG/LOC-A/E1"]).records) == ["ocpi:NL:PLG:E1#*"]
+    conflict = run("ocpi", [body], keys=["NL/PLG/LOC-A/E2"])
+    assert conflict.kinds() == ["invalid_id"] and "conflicts" in conflict.rejections[0][1].message
+    assert run("ocpi", [body], headers=[{"ocpi-party-id": "XYZ"}]).kinds() == ["invalid_id"]
+
+
+def test_location_push_takes_the_location_path() -> None:
+    location = {"evses": [{"uid": "E7", "status": "AVAILABLE", "connectors": [{"id": "1"}]}]}
+    out = run("ocpi", [location], keys=["NL/PLG/LOC-B"])
+    assert out.records["ocpi:NL:PLG:E7#1"].locationId == "ocpi:NL:PLG:LOC-B"
+
+
+def test_keys_that_are_not_paths_are_ignored() -> None:
+    # replay and simulate key raw records by EVSE ("ocpi:NL:PLG:E1", "sim-3"): not a path
+    for key in ("ocpi:NL:PLG:E1", "sim-3", "a/b"):
+        assert run("ocpi", [STATUS_PATCH], keys=[key]).kinds() == ["missing_id"]
+
+
+def test_spring_page_wrapper_is_an_envelope() -> None:
+    location = {"country_code": "NL", "party_id": "PLG", "id": "L1", "evses": [{"uid": "E1", "status": "AVAILABLE"}]}
+    page = {"content": [location], "pageable": {"pageNumber": 0}, "totalElements": 1, "last": True}
+    assert list(run("ocpi", [page]).records) == ["ocpi:NL:PLG:E1#*"]
+    assert run("ocpi", [{"content": None}]).skipped == {"empty_envelope": 1}
+    assert list(run("ocpi", [{"data": {"content": [location]}}]).records) == ["ocpi:NL:PLG:E1#*"]

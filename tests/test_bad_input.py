@@ -1,8 +1,8 @@
 import pytest
 
-from streams.adapters import Rejection, decode_payload
+from streams.adapters import NormalizeContext, Rejection, decode_payload
 
-from .helpers import run
+from .helpers import RECORD_TIME, run
 
 
 @pytest.mark.parametrize(
@@ -113,3 +113,78 @@ def test_attribute_parse_reads_equal_ints_and_floats_alike(source: str, width: i
         w_int, w_float = Warnings(), Warnings()
         assert parse(tuple(as_int), w_int) == parse(tuple(as_float), w_float), (position, number)
         assert w_int.counts == w_float.counts
+
+
+# --- bounded work per document and strict ids (DESIGN §2, §6) -----------------------------------
+
+
+def _ocpi_evse(connectors: int) -> dict:
+    return {"uid": "BIG", "status": "AVAILABLE", "connectors": [{"id": str(i)} for i in range(connectors)]}
+
+
+@pytest.mark.parametrize(
+    ("source", "doc"),
+    [
+        ("ocpi", _ocpi_evse(50_000)),  # one EVSE listing 50,000 connectors
+        ("ocpi", {"data": [{"id": f"L{i}", "evses": [_ocpi_evse(10)]} for i in range(120)]}),  # 1,200 in all
+        ("here", {"id": "h", "connectors": [{"chargingPoint": {"numberOfConnectors": 100}}] * 11}),
+        ("ocm", {"ID": 1, "Connections": [{"ID": i, "Quantity": 50} for i in range(21)]}),
+        ("edrv", {"_id": "s", "connectors": [{"_id": f"c{i}", "status": "Available"} for i in range(1_001)]}),
+        ("ocpp", [[2, str(i), "StatusNotification", {"connectorId": 1, "status": "Available"}] for i in range(1_001)]),
+    ],
+    ids=["ocpi-list", "ocpi-locations", "here-counts", "ocm-quantity", "edrv", "ocpp-batch"],
+)
+def test_a_document_past_the_connector_budget_is_rejected_whole(source: str, doc: object) -> None:
+    out = run(source, [doc], keys=["CP"])
+    assert out.kinds() == ["absurd_value"] and out.records == {}
+    assert "PLUGSTREAM_MAX_CONNECTORS_PER_DOCUMENT" in out.rejections[0][1].message
+
+
+def test_the_budget_is_a_setting() -> None:
+    assert run("ocpi", [_ocpi_evse(5)], max_connectors=5).kinds() == []
+    assert run("ocpi", [_ocpi_evse(6)], max_connectors=5).kinds() == ["absurd_value"]
+
+
+@pytest.mark.parametrize(
+    ("source", "doc"),
+    [
+        ("ocpi", _ocpi_evse(200_000)),
+        ("ocpi", [_ocpi_evse(3)] * 100_000),
+        ("here", {"id": "h", "connectors": [{"chargingPoint": {"numberOfConnectors": 100}}] * 10_000}),
+    ],
+    ids=["one-list", "many-evses", "here-counts"],
+)
+def test_the_budget_bounds_the_work_not_just_the_output(source: str, doc: object) -> None:
+    """Work stops when the budget runs out: at most one record past it is ever built."""
+    from streams.adapters import normalize_document
+
+    ctx = NormalizeContext(record_time=RECORD_TIME, max_connectors=1_000)
+    with pytest.raises(Rejection, match="absurd_value"):
+        normalize_document(source, doc, ctx)
+    assert ctx.produced <= 1_001
+
+
+@pytest.mark.parametrize(
+    ("source", "doc"),
+    [
+        ("here", {"id": "zz\u0000-10", "connectors": [{"chargingPoint": {"numberOfConnectors": 1}}]}),
+        ("here", {"id": "zz\u001b[31m", "connectors": [{"chargingPoint": {"numberOfConnectors": 1}}]}),
+        ("ocpi", {"uid": "E\u0007", "status": "AVAILABLE"}),
+        ("ocpi", {"uid": "E" * 200_000, "status": "AVAILABLE"}),
+        ("ocpi", {"uid": "E1", "party_id": "P\nQ", "country_code": "NL", "status": "AVAILABLE"}),
+        ("ocpi", {"uid": "E1", "status": "AVAILABLE", "connectors": [{"id": "1\u0000"}]}),
+        ("ocm", {"ID": "9" * 5000, "Connections": []}),
+        ("edrv", {"_id": "c\u0000", "chargestation": "s", "status": "Available"}),
+        ("edrv", {"_id": "c", "chargestation": "s" * 300, "status": "Available"}),
+    ],
+)
+def test_ids_with_control_characters_or_absurd_length_are_invalid(source: str, doc: object) -> None:
+    assert run(source, [doc]).kinds() == ["invalid_id"]
+
+
+def test_deeply_nested_lists_are_malformed_not_a_recursion_error() -> None:
+    doc: object = {"uid": "E1", "status": "AVAILABLE"}
+    for _ in range(400):
+        doc = [doc]
+    out = run("ocpi", [doc])
+    assert out.kinds() == ["malformed_json"] and "nested" in out.rejections[0][1].message

@@ -31,7 +31,7 @@ def test_stdin_json_lines_and_per_document_errors() -> None:
     body = (
         b'{"_id":"c1","chargestation":"s1","status":"Available","updatedAt":"2026-03-01T10:00:00Z"}\n'
         b"garbage\n"
-        b'{"_id":"c2","status":"Available"}\n'
+        b'{"status":"Available"}\n'
     )
     code, out, err = _invoke("-s", "edrv", "--record-time", "1772366400000", "-", input=body)
     assert code == 0
@@ -64,3 +64,53 @@ def test_unreadable_file_is_an_error() -> None:
 def test_stats_summary() -> None:
     _code, _out, err = _invoke("-s", "here", "--stats", str(FIXTURES / "here_stations.json"))
     assert err[-1]["summary"] == {"documents": 1, "records": 8, "rejected": 1, "skipped": 0}
+
+
+def test_fast_writer_output_is_exactly_the_avro_json_form() -> None:
+    """The JSON Lines writer (orjson, memoized times) gives what the generic Avro → JSON
+    conversion gives, field by field, for every fixture record."""
+    from streams.avro import to_jsonable
+
+    from .helpers import run_fixture, run_records
+
+    outcomes = [
+        run_fixture("ocpi", "ocpi_location_messy.json"),
+        run_fixture("ocm", "ocm_pois.json"),
+        run_fixture("here", "here_stations.json"),
+        run_fixture("edrv", "edrv_objects.jsonl"),
+        run_records("ocpp", "ocpp_status_notifications.jsonl"),
+    ]
+    import io
+
+    from streams.cli import RecordWriter
+
+    for outcome in outcomes:
+        buffer = io.BytesIO()
+        writer = RecordWriter(buffer)
+        records = list(outcome.records.values())
+        for record in records:
+            writer.write(record)
+        writer.flush()
+        lines = [orjson.loads(line) for line in buffer.getvalue().splitlines()]
+        assert lines == [to_jsonable(record.__dict__) for record in records]
+        assert all(line["eventTime"].endswith("Z") and len(line["eventTime"]) == 24 for line in lines)
+
+
+def test_key_and_headers_for_one_document() -> None:
+    patch = b'{"status": "CHARGING", "last_updated": "2026-03-01T09:48:00Z"}'
+    code, out, err = _invoke("-s", "ocpi", "--key", "/locations/NL/PLG/L1/E1", "-", input=patch)
+    assert code == 0 and err == [] and [r["evseUid"] for r in out] == ["ocpi:NL:PLG:E1"]
+    code, out, _ = _invoke(
+        "-s", "ocpi", "--header", "ocpi-party-id=PLG", "--header", "ocpi-evse-uid=E2", "-", input=patch
+    )
+    assert [r["evseUid"] for r in out] == ["ocpi:PLG:E2"]
+    frame = b'[2, "1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}]'
+    code, out, _ = _invoke("-s", "ocpp", "--key", "CP-7", "--record-time", "2026-03-01T12:00:00Z", "-", input=frame)
+    assert [(r["connectorUid"], r["status"]) for r in out] == [("ocpp:CP-7:1#1", "CHARGING")]
+    code, out, err = _invoke("-s", "ocpp", "-", input=frame)
+    assert out == [] and [e["kind"] for e in err] == ["missing_id"]
+
+
+def test_bad_header_option_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["normalize", "-s", "ocpi", "--header", "novalue", "-"], input=b"{}")
+    assert result.exit_code == 2 and "NAME=VALUE" in result.output

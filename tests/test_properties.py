@@ -27,7 +27,20 @@ SEEDS = {
     "ocm": load_documents("ocm_pois.json"),
     "here": load_documents("here_stations.json"),
     "edrv": load_documents("edrv_objects.jsonl"),
+    "ocpp": [entry["payload"] for entry in load_documents("ocpp_status_notifications.jsonl")],
 }
+#: Kafka record keys/headers some sources read ids from (OCPI push paths, OCPP charge points).
+KEYS = st.sampled_from([None, b"CP-1", b"NL/PLG/LOC-A/E1", b"/locations/NL/PLG/LOC-A/E1/2", b"a/b/c", b"\xff\xfe"])
+HEADERS = st.one_of(
+    st.none(),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ocpi-evse-uid", "ocpi-party-id", "ocpi-connector-id", "ocpp-charge-point-id", "x"]),
+            st.binary(max_size=12),
+        ),
+        max_size=3,
+    ),
+)
 SCHEMA = None
 
 json_scalars = st.one_of(
@@ -83,8 +96,8 @@ def _replace(doc: Any, path: tuple, new: Any) -> Any:
     return doc
 
 
-def _check_contract(source: str, document: Any) -> None:
-    ctx = NormalizeContext(record_time=datetime(2026, 3, 1, 12, tzinfo=UTC))
+def _check_contract(source: str, document: Any, key: bytes | None = b"CP-1", headers: Any = None) -> None:
+    ctx = NormalizeContext(record_time=datetime(2026, 3, 1, 12, tzinfo=UTC), key=key, headers=headers)
     try:
         result = REGISTRY[source].normalize(document, ctx)
     except Rejection as rejection:
@@ -107,13 +120,13 @@ def test_mutated_real_shapes_keep_the_contract(source: str, data: st.DataObject)
     for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
         path = data.draw(st.sampled_from(_paths(document)))
         document = _replace(document, path, data.draw(json_values))
-    _check_contract(source, document)
+    _check_contract(source, document, data.draw(KEYS), data.draw(HEADERS))
 
 
 @settings(max_examples=200, deadline=None)
-@given(source=st.sampled_from(sorted(SEEDS)), document=json_values)
-def test_random_json_keeps_the_contract(source: str, document: Any) -> None:
-    _check_contract(source, document)
+@given(source=st.sampled_from(sorted(SEEDS)), document=json_values, key=KEYS, headers=HEADERS)
+def test_random_json_keeps_the_contract(source: str, document: Any, key: bytes | None, headers: Any) -> None:
+    _check_contract(source, document, key, headers)
 
 
 @settings(max_examples=200, deadline=None)

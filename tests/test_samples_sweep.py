@@ -11,13 +11,16 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from streams.adapters import NormalizeContext, Rejection, normalize_bytes
 from streams.models import Status
 
 SAMPLES = Path(os.environ.get("PLUGSTREAM_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "samples"))
-FOLDERS = {"ocpi": "ocpi", "ocm": "ocm", "here": "here", "edrv": "ocpp/vendor_edrv"}
+FOLDERS = {"ocpi": "ocpi", "ocm": "ocm", "here": "here", "edrv": "ocpp/vendor_edrv", "ocpp": "ocpp/ocpp[12][06]*"}
+#: StatusNotifications name no charge point: on Kafka that is the record key (DESIGN §2).
+KEYS = {"ocpp": b"CP-SAMPLE"}
 RECORD_TIME = datetime(2026, 11, 1, tzinfo=UTC)
 
 pytestmark = [
@@ -27,11 +30,13 @@ pytestmark = [
 
 
 def _files(source: str) -> list[Path]:
-    return sorted((SAMPLES / FOLDERS[source]).rglob("*.json")) if SAMPLES.is_dir() else []
+    if not SAMPLES.is_dir():
+        return []
+    return sorted(path for folder in SAMPLES.glob(FOLDERS[source]) for path in folder.rglob("*.json"))
 
 
-def _run(source: str, path: Path):
-    ctx = NormalizeContext(record_time=RECORD_TIME)
+def _run(source: str, path: Path, key: bytes | None = None):
+    ctx = NormalizeContext(record_time=RECORD_TIME, key=key or KEYS.get(source))
     try:
         return normalize_bytes(source, path.read_bytes(), ctx), None
     except Rejection as rejection:
@@ -111,6 +116,65 @@ def test_edrv_samples() -> None:
     assert [(r.status, r.rawStatus) for r in station.records] == [(Status.CHARGING, "Preparing")]
     connector, _ = _run("edrv", SAMPLES / "ocpp/vendor_edrv/edrv_connector_object_v1.1_with_rate.json")
     assert connector.records[0].evseUid == "edrv:5eafcdae9e7760a2646be430"
+    # the canonical v1.0 example names no charge station: it is its own EVSE (DESIGN §2)
+    documented, rejection = _run("edrv", SAMPLES / "ocpp/vendor_edrv/edrv_connector_object_v1.0.json")
+    assert rejection is None and len(documented.records) == 1
+    record = documented.records[0]
+    assert record.evseUid == record.connectorUid == "edrv:5eafcdaf9e7760a2646be432"
+    assert (record.status, record.standard, record.format, record.maxPowerKw) == (
+        Status.AVAILABLE,
+        "IEC_62196_T2",
+        "CABLE",
+        7.2,
+    )
+
+
+def test_every_ocpp_status_notification_gives_its_record() -> None:
+    for path in _files("ocpp"):
+        result, rejection = _run("ocpp", path)
+        assert rejection is None and not result.rejections, path.name
+        frames = orjson.loads(path.read_bytes())
+        expected = len(frames) if isinstance(frames, list) else 1
+        assert len(result.records) == expected, path.name
+        for record in result.records:
+            assert record.evseUid.startswith("ocpp:CP-SAMPLE")
+
+
+def test_ocpp_samples_as_a_user_reads_them() -> None:
+    alfen, _ = _run("ocpp", _sample("ocpp16_status_notification_01"))
+    whole = alfen.records[0]
+    assert (whole.scope, whole.evseUid, whole.status, whole.rawStatus) == (
+        "CHARGE_POINT",
+        "ocpp:CP-SAMPLE",
+        Status.OUTOFORDER,
+        "Faulted (errorCode=OtherError)",
+    )
+    epoch, _ = _run("ocpp", _sample("ocpp16_status_notification_10"))
+    zero, _ = _run("ocpp", _sample("ocpp16_status_notification_11"))
+    assert epoch.records[0].eventTimeIssue == zero.records[0].eventTimeIssue == "BEFORE_2000"
+    occupied, _ = _run("ocpp", _sample("ocpp201_status_notification_03"))
+    assert (occupied.records[0].connectorUid, occupied.records[0].status) == ("ocpp:CP-SAMPLE:6#6", Status.CHARGING)
+    station, _ = _run("ocpp", _sample("ocpp201_status_notification_02"))
+    assert station.records[0].scope == "CHARGE_POINT"
+
+
+def _sample(prefix: str) -> Path:
+    return next(path for path in _files("ocpp") if path.name.startswith(prefix))
+
+
+def test_ocpi_patch_examples_need_their_url_path() -> None:
+    """The spec's PATCH bodies carry no ids (they are in the URL): without a key they are
+    rejected with a message saying so; with the path as the record key they apply."""
+    folder = SAMPLES / "ocpi/spec_2.2.1"
+    status_patch = folder / "ocpi221_location_patch_example_status.json"
+    _, rejection = _run("ocpi", status_patch)
+    assert rejection is not None and rejection.kind == "missing_id" and "record key" in rejection.message
+    keyed, _ = _run("ocpi", status_patch, key=b"/locations/BE/BEC/LOC1/3256")
+    assert [(r.evseUid, r.scope) for r in keyed.records] == [("ocpi:BE:BEC:3256", "EVSE")]
+    removed, _ = _run("ocpi", folder / "ocpi221_location_patch_example_remove_evse.json", key=b"BE/BEC/LOC1/3256")
+    assert [(r.evseUid, r.status) for r in removed.records] == [("ocpi:BE:BEC:3256", Status.REMOVED)]
+    renamed, _ = _run("ocpi", folder / "ocpi221_location_patch_example_location.json", key=b"BE/BEC/LOC1")
+    assert renamed.records == [] and renamed.skipped == {"no_status": 1}  # a name change, no status
 
 
 def test_here_reconstructed_station() -> None:

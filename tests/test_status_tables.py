@@ -2,9 +2,12 @@
 
 import pytest
 
-from streams.adapters import edrv, here, ocm, ocpi
+from streams.adapters import edrv, here, ocm, ocpi, ocpp
 from streams.adapters.base import Rejection
+from streams.models import ConnectorFormat as F
+from streams.models import ConnectorStandard as CS
 from streams.models import Status as S
+from streams.values import norm_key
 
 
 def test_ocpi_table_is_design_table() -> None:
@@ -60,6 +63,118 @@ def test_ocpi_unknown_and_wrong_type_reject() -> None:
 )
 def test_omni_flags(flags: dict, status: S, expected: S) -> None:
     assert ocpi.apply_flags(status, "X", flags)[0] is expected
+
+
+def test_ocpp_enums_are_the_specifications() -> None:
+    """The enum members the OCPP tables are keyed on, as the OCPP 1.6 / 2.0.1 schemas list them."""
+    assert ocpp.OCPP16_CHARGE_POINT_STATUS == (
+        "Available",
+        "Preparing",
+        "Charging",
+        "SuspendedEVSE",
+        "SuspendedEV",
+        "Finishing",
+        "Reserved",
+        "Unavailable",
+        "Faulted",
+    )
+    assert ocpp.OCPP201_CONNECTOR_STATUS == ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
+
+
+# DESIGN §3, columns "OCPP 1.6 & eDRV" and "OCPP 2.0.1", one row per enum member
+OCPP16_EXPECTED = {
+    "Available": S.AVAILABLE,
+    "Preparing": S.CHARGING,
+    "Charging": S.CHARGING,
+    "SuspendedEVSE": S.CHARGING,
+    "SuspendedEV": S.CHARGING,
+    "Finishing": S.CHARGING,
+    "Reserved": S.RESERVED,
+    "Unavailable": S.INOPERATIVE,
+    "Faulted": S.OUTOFORDER,
+}
+OCPP201_EXPECTED = {
+    "Available": S.AVAILABLE,
+    "Occupied": S.CHARGING,
+    "Reserved": S.RESERVED,
+    "Unavailable": S.INOPERATIVE,
+    "Faulted": S.OUTOFORDER,
+}
+
+
+@pytest.mark.parametrize("adapter", [ocpp, edrv], ids=["ocpp", "edrv"])
+def test_every_ocpp_status_member_is_mapped_as_design_says(adapter) -> None:
+    assert set(OCPP16_EXPECTED) == set(ocpp.OCPP16_CHARGE_POINT_STATUS)
+    assert set(OCPP201_EXPECTED) == set(ocpp.OCPP201_CONNECTOR_STATUS)
+    for member, expected in [*OCPP16_EXPECTED.items(), *OCPP201_EXPECTED.items()]:
+        assert adapter.map_status(member) is expected, member
+        assert adapter.map_status(f" {member.upper()} ") is expected, member
+    assert set(adapter.STATUS_TABLE) == {norm_key(m) for m in (*OCPP16_EXPECTED, *OCPP201_EXPECTED)}
+
+
+# every ConnectorEnumType member: (standard, format); None where OCPI 2.2.1 has no equivalent
+CONNECTOR_ENUM_EXPECTED = {
+    "cCCS1": (CS.IEC_62196_T1_COMBO, F.CABLE),
+    "cCCS2": (CS.IEC_62196_T2_COMBO, F.CABLE),
+    "cG105": (CS.CHADEMO, F.CABLE),
+    "cTesla": (CS.TESLA_S, F.CABLE),
+    "cType1": (CS.IEC_62196_T1, F.CABLE),
+    "cType2": (CS.IEC_62196_T2, F.CABLE),
+    "s309-1P-16A": (CS.IEC_60309_2_single_16, F.SOCKET),
+    "s309-1P-32A": (None, F.SOCKET),
+    "s309-3P-16A": (CS.IEC_60309_2_three_16, F.SOCKET),
+    "s309-3P-32A": (CS.IEC_60309_2_three_32, F.SOCKET),
+    "sBS1361": (CS.DOMESTIC_G, F.SOCKET),
+    "sCEE-7-7": (CS.DOMESTIC_F, F.SOCKET),
+    "sType2": (CS.IEC_62196_T2, F.SOCKET),
+    "sType3": (CS.IEC_62196_T3C, F.SOCKET),
+    "Other1PhMax16A": (None, None),
+    "Other1PhOver16A": (None, None),
+    "Other3Ph": (None, None),
+    "Pan": (CS.PANTOGRAPH_TOP_DOWN, None),
+    "wInductive": (None, None),
+    "wResonant": (None, None),
+    "Undetermined": (None, None),
+    "Unknown": (None, None),
+    "cChaoJi": (CS.CHAOJI, F.CABLE),
+    "cGBT": (CS.GBT_DC, F.CABLE),
+    "OppCharge": (CS.PANTOGRAPH_TOP_DOWN, None),
+    "cGBT-DC": (CS.GBT_DC, F.CABLE),
+    "cLECCS": (None, F.CABLE),
+    "cMCS": (None, F.CABLE),
+    "cNACS": (CS.TESLA_S, F.CABLE),
+    "cUltraChaoJi": (CS.CHAOJI, F.CABLE),
+}
+
+
+def test_every_connector_enum_member_is_mapped() -> None:
+    assert set(ocpp.OCPP_CONNECTOR_TYPES) == set(CONNECTOR_ENUM_EXPECTED)
+    assert ocpp.CONNECTOR_TYPE_TABLE == CONNECTOR_ENUM_EXPECTED
+    for member, (standard, fmt) in CONNECTOR_ENUM_EXPECTED.items():
+        attributes = edrv.parse_attributes((member, None, None, None), edrv.Warnings())
+        assert (attributes.standard, attributes.format) == (standard, fmt), member
+
+
+def test_known_types_without_an_ocpi_equivalent_are_not_warnings() -> None:
+    warnings = edrv.Warnings()
+    assert edrv.parse_attributes(("wInductive", None, None, None), warnings).standard is None
+    assert edrv.parse_attributes(("cChaoJi", None, None, None), warnings).standard is CS.CHAOJI
+    assert warnings.counts == {}
+    edrv.parse_attributes(("Steampunk-3000", None, None, None), warnings)
+    assert warnings.counts == {"standard": 1}
+
+
+def test_edrv_own_type_names() -> None:
+    assert edrv.EDRV_CONNECTOR_TYPES == {
+        "CCS1": (CS.IEC_62196_T1_COMBO, F.CABLE),
+        "CCS2": (CS.IEC_62196_T2_COMBO, F.CABLE),
+        "G105": (CS.CHADEMO, F.CABLE),
+        "CHADEMO": (CS.CHADEMO, F.CABLE),
+        "Tesla": (CS.TESLA_S, F.CABLE),
+        "J1772": (CS.IEC_62196_T1, None),
+        "Type1": (CS.IEC_62196_T1, None),
+        "Type2": (CS.IEC_62196_T2, None),
+    }
 
 
 def test_edrv_table_is_design_table() -> None:

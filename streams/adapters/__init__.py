@@ -24,6 +24,7 @@ from .edrv import EdrvAdapter
 from .here import HereAdapter
 from .ocm import OcmAdapter
 from .ocpi import OcpiAdapter
+from .ocpp import OcppAdapter
 
 __all__ = [
     "REGISTRY",
@@ -41,7 +42,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REGISTRY: dict[str, SourceAdapter] = {
-    adapter.source.value: adapter for adapter in (OcpiAdapter(), OcmAdapter(), HereAdapter(), EdrvAdapter())
+    adapter.source.value: adapter
+    for adapter in (OcpiAdapter(), OcmAdapter(), HereAdapter(), EdrvAdapter(), OcppAdapter())
 }
 
 

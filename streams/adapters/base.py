@@ -8,11 +8,12 @@ part becomes a partial :class:`Rejection` in ``result.rejections`` with a ``path
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel
@@ -32,6 +33,10 @@ from ..timeparse import resolve_event_time
 from ..values import Warnings, power_class
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
+#: Records one document may expand to (``PLUGSTREAM_MAX_CONNECTORS_PER_DOCUMENT``).
+DEFAULT_MAX_CONNECTORS = 1_000
+#: Identifiers longer than this, or holding control characters, are rejected (``invalid_id``).
+MAX_ID_LENGTH = 256
 
 
 class Rejection(Exception):
@@ -74,6 +79,65 @@ class Rejection(Exception):
         return {"kind": self.kind, "message": self.message, "path": self.path}
 
 
+class WholeDocumentRejected(Exception):
+    """Carries a :class:`Rejection` that applies to the whole document (the connector budget
+    ran out). Deliberately not a ``Rejection``: the per-part handlers of multi-part documents
+    catch ``Rejection`` and must not turn this into a partial rejection."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(str(rejection))
+        self.rejection = rejection
+
+
+_Adapter = TypeVar("_Adapter")
+
+
+def whole_document(
+    normalize: Callable[[_Adapter, Any, NormalizeContext], NormalizeResult],
+) -> Callable[[_Adapter, Any, NormalizeContext], NormalizeResult]:
+    """Decorator for ``adapter.normalize``: a whole-document rejection raised anywhere inside
+    becomes the document's :class:`Rejection` (the protocol raises nothing else)."""
+
+    @functools.wraps(normalize)
+    def wrapper(self: _Adapter, document: Any, ctx: NormalizeContext) -> NormalizeResult:
+        try:
+            return normalize(self, document, ctx)
+        except WholeDocumentRejected as exc:
+            raise exc.rejection from None
+
+    return wrapper
+
+
+def clean_id(value: Any, what: str) -> str | None:
+    """An identifier as text: numbers become text, surrounding blanks go.
+
+    ``None`` when absent (null or blank). Present but unusable — longer than
+    :data:`MAX_ID_LENGTH`, holding control or other non-printable characters, not text or a
+    whole number — is a rejection (``invalid_id``): an id is part of a record's identity, so
+    it is never silently dropped or mangled.
+    """
+    if value.__class__ is str:  # the common case first: this runs for every connector
+        text = value.strip()
+        if not text:
+            return None
+        if len(text) <= MAX_ID_LENGTH and text.isprintable():
+            return text
+        if len(text) > MAX_ID_LENGTH:
+            raise Rejection("invalid_id", f"{what} is {len(text)} characters long, the limit is {MAX_ID_LENGTH}")
+        raise Rejection("invalid_id", f"{what} {text[:40]!r} contains control or non-printable characters")
+    if value is None:
+        return None
+    if value.__class__ is int:
+        if -(10**18) < value < 10**18:
+            return str(value)
+        raise Rejection("invalid_id", f"{what} {value} is out of range")
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    if isinstance(value, str):  # a str subclass
+        return clean_id(str(value), what)
+    raise Rejection("invalid_id", f"{what} must be text or a whole number, got {_type_name(value)}")
+
+
 _FIVE_MINUTES = timedelta(minutes=5)
 #: (event time, where it came from, why the source's own time was not used)
 ResolvedTime = tuple[datetime, EventTimeSource, EventTimeIssue | None]
@@ -86,16 +150,81 @@ class NormalizeContext:
     same few times, and the answer depends only on the candidates and the record time.
     """
 
-    __slots__ = ("_times", "max_skew", "record_time", "trust_until", "warnings")
+    __slots__ = (
+        "_times",
+        "headers",
+        "key",
+        "max_connectors",
+        "max_skew",
+        "produced",
+        "record_time",
+        "trust_until",
+        "warnings",
+    )
 
     def __init__(
-        self, record_time: datetime, max_skew: timedelta = _FIVE_MINUTES, warnings: Warnings | None = None
+        self,
+        record_time: datetime,
+        max_skew: timedelta = _FIVE_MINUTES,
+        warnings: Warnings | None = None,
+        *,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        max_connectors: int = DEFAULT_MAX_CONNECTORS,
     ) -> None:
         self.record_time = record_time
         self.max_skew = max_skew
         self.warnings = Warnings() if warnings is None else warnings
         self.trust_until = record_time + max_skew
         self._times: dict[str | tuple[tuple[Any, ...], tuple[type, ...]], ResolvedTime] = {}
+        #: the Kafka record key and headers: some sources name ids there (OCPI push paths,
+        #: OCPP charge point identities), see :meth:`header`
+        self.key = key
+        self.headers = headers
+        self.max_connectors = max_connectors
+        self.produced = 0  # records built for this document so far (the budget's counter)
+
+    def header(self, name: str) -> str | None:
+        """The text of the record header ``name`` (case-insensitive), or ``None``."""
+        if not self.headers:
+            return None
+        for header, value in self.headers:
+            if header.lower() == name and value is not None:
+                try:
+                    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+                except UnicodeDecodeError:
+                    raise Rejection("invalid_id", f"header {name} is not UTF-8") from None
+        return None
+
+    def key_text(self) -> str | None:
+        """The record key as text (``None`` when there is none or it is not UTF-8)."""
+        key = self.key
+        if not key:
+            return None
+        try:
+            return key.decode() if isinstance(key, bytes | bytearray) else str(key)
+        except UnicodeDecodeError:
+            return None
+
+    def expect(self, count: int) -> None:
+        """About to build ``count`` records: fail at once when they alone break the budget
+        (a cheap early check; :meth:`spend` is the guarantee)."""
+        if self.produced + count > self.max_connectors:
+            self.produced = self.max_connectors
+            self.spend()
+
+    def spend(self) -> None:
+        """Count one more record for this document; past the budget the whole document is
+        rejected (``absurd_value``), so one huge document costs bounded work (DESIGN §2)."""
+        self.produced += 1
+        if self.produced > self.max_connectors:
+            raise WholeDocumentRejected(
+                Rejection(
+                    "absurd_value",
+                    f"document expands to more than {self.max_connectors} connectors "
+                    "(PLUGSTREAM_MAX_CONNECTORS_PER_DOCUMENT)",
+                )
+            )
 
     def event_time(self, candidates: tuple[Any, ...]) -> ResolvedTime:
         """:func:`~streams.timeparse.resolve_event_time` for this record, memoized (``candidates`` non-empty)."""
@@ -315,6 +444,7 @@ class EvseRecords:
         scope: Scope = Scope.CONNECTOR,
     ) -> ConnectorStatus:
         """One connector's record (appended to :attr:`records` and returned)."""
+        self._ctx.spend()
         values = self._base.copy()
         values.update(attributes.record_fields)
         values["connectorUid"] = connector_uid
@@ -332,14 +462,15 @@ class EvseRecords:
         return record
 
     def mark_snapshot(self) -> None:
-        """Stamp every record with the full list of connectors this EVSE snapshot listed.
+        """Stamp the snapshot's first record with the full list of connectors it listed.
 
         The dedupe stage marks connectors it knew for this EVSE but that are missing from the
-        list as REMOVED at the snapshot's event time (DESIGN §4).
+        list as REMOVED at that record's event time (DESIGN §4). Only the first record carries
+        the list: every record of the snapshot carrying it made a document's size quadratic in
+        its connectors (1,000 connectors → a million list entries to encode and decode).
         """
-        listed = sorted(set(self._listed))
-        for record in self.records:
-            record.__dict__["snapshotConnectorUids"] = listed
+        if self.records:
+            self.records[0].__dict__["snapshotConnectorUids"] = sorted(set(self._listed))
 
 
 def construct_status(values: dict[str, Any]) -> ConnectorStatus:

@@ -1,15 +1,18 @@
 """eDRV CSMS Connector Object / charge-station object → canonical connector records.
 
 Decisions DESIGN.md left open (also in the README):
-- A Connector Object must name its charge station (``chargestation`` as an id or an object
-  with ``_id``; ``chargestation_id``/``chargeStation`` also read). Without it the EVSE is
-  unknown and the document is rejected (``missing_id``): the v1.0 docs example carries
-  only ``endpoint``/``organization``, which do not identify a station.
+- A Connector Object names its charge station as ``chargestation`` (an id or an object with
+  ``_id``; ``chargestation_id``/``chargeStation`` also read). One that names none — the v1.0
+  docs example carries only ``endpoint``/``organization`` — is its own EVSE (DESIGN §2):
+  ``evseUid`` = ``edrv:<_id>``, the same string as its ``connectorUid``, and a warning
+  ``edrv_connector_without_station`` is counted.
 - A charge-station object's embedded ``connectors[]`` is a full snapshot of the station.
   One that lists connector ids only (v1.0 ``evses: [ids]``) carries no status: skipped.
 - ``active=false`` → INOPERATIVE (DESIGN). A station reported ``online=false`` makes its
   connectors UNKNOWN — the OCPI convention for offline (DESIGN is silent for eDRV).
-- Status spellings are OCPP 1.6/2.0.1 ChargePointStatus in any case; anything else → UNKNOWN.
+- Status words are OCPP 1.6 ``ChargePointStatus`` / 2.0.1 ``ConnectorStatusEnumType`` in any
+  case (the tables live in ``streams/adapters/ocpp.py``); anything else → UNKNOWN. ``type`` is
+  eDRV's own vocabulary or an OCPP ``ConnectorEnumType`` member.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..values import (
     standard_from_text,
     to_float,
 )
+from . import ocpp
 from .base import (
     AttributeCache,
     Attributes,
@@ -36,65 +40,41 @@ from .base import (
     NormalizeContext,
     NormalizeResult,
     Rejection,
+    clean_id,
     list_field,
+    whole_document,
 )
 
-#: DESIGN §3, column "OCPP 1.6 & eDRV" plus OCPP 2.0.1. Anything else maps to UNKNOWN.
-STATUS_TABLE: dict[str, Status] = {
-    "AVAILABLE": Status.AVAILABLE,
-    "PREPARING": Status.CHARGING,
-    "CHARGING": Status.CHARGING,
-    "SUSPENDEDEV": Status.CHARGING,
-    "SUSPENDEDEVSE": Status.CHARGING,
-    "FINISHING": Status.CHARGING,
-    "OCCUPIED": Status.CHARGING,
-    "RESERVED": Status.RESERVED,
-    "UNAVAILABLE": Status.INOPERATIVE,
-    "FAULTED": Status.OUTOFORDER,
-}
+#: DESIGN §3, column "OCPP 1.6 & eDRV": the OCPP status table. Anything else maps to UNKNOWN.
+STATUS_TABLE: dict[str, Status] = ocpp.STATUS_TABLE
 
 S = ConnectorStandard
 F = ConnectorFormat
-#: eDRV ``type`` (v1.0 and v1.1 docs) and OCPP 2.0.1 ConnectorEnumType → (standard, format).
+#: eDRV's own ``type`` names (v1.0 and v1.1 docs) → (standard, format).
+EDRV_CONNECTOR_TYPES: dict[str, tuple[ConnectorStandard | None, ConnectorFormat | None]] = {
+    "CCS1": (S.IEC_62196_T1_COMBO, F.CABLE),
+    "CCS2": (S.IEC_62196_T2_COMBO, F.CABLE),
+    "G105": (S.CHADEMO, F.CABLE),
+    "CHADEMO": (S.CHADEMO, F.CABLE),
+    "Tesla": (S.TESLA_S, F.CABLE),
+    "J1772": (S.IEC_62196_T1, None),
+    "Type1": (S.IEC_62196_T1, None),
+    "Type2": (S.IEC_62196_T2, None),
+}
+#: Every ``type`` this adapter knows: eDRV's names and every OCPP ``ConnectorEnumType`` member.
 CONNECTOR_TYPES: dict[str, tuple[ConnectorStandard | None, ConnectorFormat | None]] = {
-    norm_key(name): value
-    for name, value in {
-        "CCS1": (S.IEC_62196_T1_COMBO, F.CABLE),
-        "CCS2": (S.IEC_62196_T2_COMBO, F.CABLE),
-        "G105": (S.CHADEMO, F.CABLE),
-        "CHADEMO": (S.CHADEMO, F.CABLE),
-        "Tesla": (S.TESLA_S, F.CABLE),
-        "J1772": (S.IEC_62196_T1, None),
-        "Type1": (S.IEC_62196_T1, None),
-        "Type2": (S.IEC_62196_T2, None),
-        "cCCS1": (S.IEC_62196_T1_COMBO, F.CABLE),
-        "cCCS2": (S.IEC_62196_T2_COMBO, F.CABLE),
-        "cG105": (S.CHADEMO, F.CABLE),
-        "cTesla": (S.TESLA_S, F.CABLE),
-        "cType1": (S.IEC_62196_T1, F.CABLE),
-        "cType2": (S.IEC_62196_T2, F.CABLE),
-        "sType2": (S.IEC_62196_T2, F.SOCKET),
-        "sType3": (S.IEC_62196_T3C, F.SOCKET),
-        "s309-1P-16A": (S.IEC_60309_2_single_16, F.SOCKET),
-        "s309-3P-16A": (S.IEC_60309_2_three_16, F.SOCKET),
-        "s309-3P-32A": (S.IEC_60309_2_three_32, F.SOCKET),
-        "sCEE-7-7": (S.DOMESTIC_F, F.SOCKET),
-        "Pan": (S.PANTOGRAPH_TOP_DOWN, None),
-    }.items()
+    **ocpp.CONNECTOR_TYPES,
+    **{norm_key(name): value for name, value in EDRV_CONNECTOR_TYPES.items()},
 }
 
-
-def map_status(raw: Any) -> Status:
-    if not isinstance(raw, str):
-        raise Rejection("wrong_type", f"eDRV status must be a string, got {type(raw).__name__}")
-    return STATUS_TABLE.get(norm_key(raw), Status.UNKNOWN)
+map_status = ocpp.map_status
 
 
-def _ref_id(value: Any) -> str | None:
+def _ref_id(value: Any, what: str) -> str | None:
     """An id given directly or as an embedded object with ``_id``."""
     if isinstance(value, dict):
         value = value.get("_id")
-    return clean_str(value)
+    return clean_id(value, what)
 
 
 def parse_attributes(key: tuple[Any, ...], warnings: Warnings) -> Attributes:
@@ -102,8 +82,13 @@ def parse_attributes(key: tuple[Any, ...], warnings: Warnings) -> Attributes:
     warn = warnings.check
     standard, fmt = None, None
     if isinstance(raw_type, str):
-        standard, fmt = CONNECTOR_TYPES.get(norm_key(raw_type)) or (standard_from_text(raw_type), None)
-    warn("standard", raw_type, standard)
+        known = CONNECTOR_TYPES.get(norm_key(raw_type))
+        if known is not None:  # a known type, possibly one OCPI has no equivalent for
+            standard, fmt = known
+        else:
+            standard = warn("standard", raw_type, standard_from_text(raw_type))
+    else:
+        warn("standard", raw_type, None)
     own_format = warn("format", raw_format, format_from_text(raw_format))
     return Attributes(
         standard=standard,
@@ -124,6 +109,7 @@ def connector_attributes(conn: dict[str, Any], ctx: NormalizeContext) -> Attribu
 class EdrvAdapter:
     source: ClassVar[Source] = Source.edrv
 
+    @whole_document
     def normalize(self, document: Any, ctx: NormalizeContext) -> NormalizeResult:
         result = NormalizeResult()
         if isinstance(document, dict) and isinstance(document.get("result"), list | dict):
@@ -144,17 +130,23 @@ class EdrvAdapter:
         if "connectors" in doc or "protocol" in doc or "evses" in doc:
             self._station(doc, ctx, result)
             return
-        station_id = _ref_id(doc.get("chargestation") or doc.get("chargestation_id") or doc.get("chargeStation"))
+        station_ref = doc.get("chargestation") or doc.get("chargestation_id") or doc.get("chargeStation")
+        station_id = _ref_id(station_ref, "eDRV chargestation id")
         if station_id is None:
-            if clean_str(doc.get("_id")) is None:
+            connector_id = clean_id(doc.get("_id"), "eDRV connector _id")
+            if connector_id is None:
                 raise Rejection("missing_id", "eDRV connector has no _id and no chargestation")
-            raise Rejection("missing_id", "eDRV connector does not name its chargestation")
-        out = EvseRecords(Source.edrv, f"edrv:{station_id}", ctx)
+            # DESIGN §2: a Connector Object naming no charge station is its own EVSE
+            ctx.warnings.bump("edrv_connector_without_station")
+            evse_uid = f"edrv:{connector_id}"
+        else:
+            evse_uid = f"edrv:{station_id}"
+        out = EvseRecords(Source.edrv, evse_uid, ctx, evseDisplayId=clean_str(doc.get("endpoint")))
         self._connector(doc, out, None, None, ctx, result)
         result.records.extend(out.records)
 
     def _station(self, station: dict[str, Any], ctx: NormalizeContext, result: NormalizeResult) -> None:
-        station_id = clean_str(station.get("_id"))
+        station_id = clean_id(station.get("_id"), "eDRV charge station _id")
         if station_id is None:
             kind = "missing_id" if station.get("_id") is None else "invalid_id"
             raise Rejection(kind, "eDRV charge station has no usable _id")
@@ -163,7 +155,7 @@ class EdrvAdapter:
         lat = lon = None
         if isinstance(coords, list) and len(coords) == 2:
             lat, lon = coordinate_pair(coords[1], coords[0], ctx.warnings)  # GeoJSON order: [lon, lat]
-        location = clean_str(station.get("location"))
+        location = clean_id(station.get("location"), "eDRV location id")
         out = EvseRecords(
             Source.edrv,
             evse_uid,
@@ -175,6 +167,8 @@ class EdrvAdapter:
             locationName=clean_str(station.get("name")),
         )
         connectors = list_field(station, "connectors", "chargestation connectors")
+        if connectors and len(connectors) > ctx.max_connectors:
+            ctx.expect(len(connectors))
         if not connectors or not any(isinstance(c, dict) for c in connectors):
             result.skip("station_without_connector_objects")
             return
@@ -203,7 +197,7 @@ class EdrvAdapter:
         if not isinstance(conn, dict):
             raise Rejection("not_an_object", f"eDRV connector must be an object, got {type(conn).__name__}")
         get = conn.get
-        connector_id = clean_str(get("_id"))
+        connector_id = clean_id(get("_id"), "eDRV connector _id")
         if connector_id is None:
             kind = "missing_id" if get("_id") is None else "invalid_id"
             raise Rejection(kind, "eDRV connector has no usable _id")

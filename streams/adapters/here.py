@@ -47,8 +47,10 @@ from .base import (
     NormalizeContext,
     NormalizeResult,
     Rejection,
+    clean_id,
     object_field,
     unwrap_list,
+    whole_document,
 )
 from .ocpi import STATUS_TABLE as OCPI_STATUS_TABLE
 
@@ -229,6 +231,7 @@ _ATTRIBUTES = AttributeCache(parse_attributes)
 class HereAdapter:
     source: ClassVar[Source] = Source.here
 
+    @whole_document
     def normalize(self, document: Any, ctx: NormalizeContext) -> NormalizeResult:
         result = NormalizeResult()
         stations = self._stations(document)
@@ -258,7 +261,7 @@ class HereAdapter:
     def _station(self, station: Any, ctx: NormalizeContext, result: NormalizeResult) -> None:
         if not isinstance(station, dict):
             raise Rejection("not_an_object", f"HERE station must be an object, got {type(station).__name__}")
-        station_id = clean_str(station.get("id"))
+        station_id = clean_id(station.get("id"), "HERE station id")
         if station_id is None:
             kind = "missing_id" if station.get("id") is None else "invalid_id"
             raise Rejection(kind, "HERE station has no usable id")
@@ -268,7 +271,7 @@ class HereAdapter:
         lat, lon = coordinate_pair(
             position.get("latitude", position.get("lat")), position.get("longitude", position.get("lng")), ctx.warnings
         )
-        pool = clean_str(station.get("poolId"))
+        pool = clean_id(station.get("poolId"), "HERE poolId")
         out = EvseRecords(
             Source.here,
             evse_uid,
@@ -322,10 +325,11 @@ class HereAdapter:
                 )
                 if raw is None:
                     raise Rejection("missing_status", "connectorStatus entry has no state")
-                ref = clean_str(
+                ref = clean_id(
                     next(
                         (entry[k] for k in ("physicalReference", "connectorId", "id") if entry.get(k) is not None), None
-                    )
+                    ),
+                    "connectorStatus reference",
                 ) or str(position)
                 entries.append((ref, map_status(raw), str(raw).strip(), entry.get("lastUpdateTimestamp")))
             for ref, status, shown, entry_time in entries:

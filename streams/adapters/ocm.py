@@ -41,6 +41,7 @@ from .base import (
     Rejection,
     list_field,
     object_field,
+    whole_document,
 )
 
 #: DESIGN §3, column "OCM StatusTypeID": id → (canonical status, live).
@@ -119,8 +120,11 @@ def _int_id(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        # ASCII digits only (int() also reads "²" or "٣"), and few enough to be an id
+        if text.lstrip("-").isdigit() and text.isascii() and len(text) <= 18:
+            return int(text)
     return None
 
 
@@ -180,6 +184,7 @@ def connection_attributes(conn: dict[str, Any], ctx: NormalizeContext) -> Attrib
 class OcmAdapter:
     source: ClassVar[Source] = Source.ocm
 
+    @whole_document
     def normalize(self, document: Any, ctx: NormalizeContext) -> NormalizeResult:
         result = NormalizeResult()
         if isinstance(document, dict) and isinstance(document.get("data"), list):

@@ -1,9 +1,16 @@
 """OCPI 2.2 / 2.2.1 (and OMNI vendor extensions) → canonical connector records.
 
-Accepted shapes on ``raw.ocpi``: a Locations response envelope ``{"data": [...]}``, a bare
-array, a Location with ``evses[]``, an EVSE object, or a PATCH body carrying ``uid`` /
-``evse_uid`` (optionally ``connector_id``). camelCase keys (``lastUpdated``, ``powerType``)
-seen in non-conforming feeds are read too.
+Accepted shapes on ``raw.ocpi``: a Locations response envelope ``{"data": [...]}``, a
+Spring-style page ``{"content": [...]}``, a bare array, a Location with ``evses[]``, an EVSE
+object, or a PATCH/PUT body. camelCase keys (``lastUpdated``, ``powerType``) seen in
+non-conforming feeds are read too.
+
+Push bodies often carry no ids: in OCPI they are in the URL path
+``/locations/{country_code}/{party_id}/{location_id}/{evse_uid}[/{connector_id}]``. A bridge
+puts that path in the Kafka record key (a leading ``…/locations/`` is allowed) or the ids in
+headers ``ocpi-country-code``, ``ocpi-party-id``, ``ocpi-location-id``, ``ocpi-evse-uid``,
+``ocpi-connector-id`` (DESIGN §2). They fill in what the top-level body lacks; where both
+name an id they must agree, a conflict is ``invalid_id``.
 
 Decisions DESIGN.md left open (also listed in the README):
 - Status is EVSE-level in OCPI 2.2.x; a connector-level ``status`` (2.1-style feeds such as
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from ..models import PowerType, Scope, Source, Status
 from ..values import (
@@ -53,7 +61,9 @@ from .base import (
     NormalizeContext,
     NormalizeResult,
     Rejection,
+    clean_id,
     list_field,
+    whole_document,
 )
 
 #: DESIGN §3, column "ocpi / OMNI". Keys are ``norm_key`` forms.
@@ -202,50 +212,125 @@ def _score(value: Any) -> float | None:
 
 
 _NO_ATTRIBUTES = Attributes()
+#: Envelopes around a list of Locations/EVSEs: OCPI's response ``data``, a Spring page's ``content``.
+ENVELOPE_KEYS = ("data", "content")
+#: How deep envelopes and lists may nest (an envelope in a list in a page is 4); deeper
+#: documents are rejected before the adapter recurses any further.
+MAX_NESTING = 6
+#: The ids of an OCPI Locations path, in path order, and the headers that may carry them.
+PATH_IDS = ("country_code", "party_id", "location_id", "evse_uid", "connector_id")
+ID_HEADERS = {name: "ocpi-" + name.replace("_", "-") for name in PATH_IDS}
+
+
+def pushed_ids(ctx: NormalizeContext) -> dict[str, str]:
+    """The ids an OCPI push names outside its body: the Kafka record key when it is a
+    Locations path (3 to 5 segments after an optional ``…/locations/``), then the headers."""
+    ids: dict[str, str] = {}
+    key = ctx.key_text()
+    if key and "/" in key:
+        parts = key.strip().strip("/").split("/")
+        if "locations" in parts:
+            parts = parts[len(parts) - parts[::-1].index("locations") :]
+        if 3 <= len(parts) <= len(PATH_IDS) and all(parts):
+            for name, part in zip(PATH_IDS, parts, strict=False):
+                value = clean_id(unquote(part), f"record key {name}")
+                if value is not None:
+                    ids[name] = value
+    if ctx.headers:
+        for name, header in ID_HEADERS.items():
+            value = clean_id(ctx.header(header), f"header {header}")
+            if value is not None:
+                _agree(ids.get(name), value, name)
+                ids[name] = value
+    return ids
+
+
+def _agree(body: str | None, pushed: str | None, what: str) -> str | None:
+    """The body's id, else the pushed one; both given and different is ``invalid_id``."""
+    if body is None:
+        return pushed
+    if pushed is not None and pushed != body:
+        raise Rejection(
+            "invalid_id", f"{what} {body!r} in the body conflicts with {pushed!r} from the record key/headers"
+        )
+    return body
 
 
 class OcpiAdapter:
     source: ClassVar[Source] = Source.ocpi
 
+    @whole_document
     def normalize(self, document: Any, ctx: NormalizeContext) -> NormalizeResult:
         result = NormalizeResult()
-        self._dispatch(document, ctx, result, "")
+        pushed = pushed_ids(ctx) if ctx.key or ctx.headers else {}
+        self._dispatch(document, ctx, result, "", 0, pushed)
         return result
 
-    def _dispatch(self, doc: Any, ctx: NormalizeContext, result: NormalizeResult, path: str) -> None:
+    def _dispatch(
+        self,
+        doc: Any,
+        ctx: NormalizeContext,
+        result: NormalizeResult,
+        path: str,
+        depth: int,
+        pushed: Mapping[str, str] = EMPTY_OBJECT,
+    ) -> None:
+        if depth > MAX_NESTING:
+            raise Rejection("malformed_json", f"envelopes/lists nested more than {MAX_NESTING} levels deep")
         if isinstance(doc, list):
             for index, item in enumerate(doc):
-                self._guarded(item, None, ctx, result, f"{path}[{index}]")
+                self._guarded(item, None, ctx, result, f"{path}[{index}]", depth + 1)
             return
         if not isinstance(doc, dict):
             raise Rejection("not_an_object", f"expected an OCPI object, got {type(doc).__name__}")
-        if "data" in doc and not ("uid" in doc or "evses" in doc):
-            data = doc["data"]
-            if data is None:
-                result.skip("empty_envelope")
-                return
-            if not isinstance(data, list | dict):
-                raise Rejection("wrong_type", "envelope data must be a list or an object")
-            self._dispatch(data, ctx, result, f"{path}.data" if path else "data")
-            return
+        if not ("uid" in doc or "evses" in doc):
+            for envelope in ENVELOPE_KEYS:
+                if envelope in doc:
+                    data = doc[envelope]
+                    if data is None:
+                        result.skip("empty_envelope")
+                        return
+                    if not isinstance(data, list | dict):
+                        raise Rejection("wrong_type", f"envelope {envelope} must be a list or an object")
+                    self._dispatch(data, ctx, result, f"{path}.{envelope}" if path else envelope, depth + 1)
+                    return
         if "evses" in doc:
             location = snake_case(doc)
+            if pushed:
+                location = {
+                    **location,
+                    "country_code": _agree(
+                        clean_id(location.get("country_code"), "country_code"),
+                        pushed.get("country_code"),
+                        "country_code",
+                    ),
+                    "party_id": _agree(
+                        clean_id(location.get("party_id"), "party_id"), pushed.get("party_id"), "party_id"
+                    ),
+                    "id": _agree(clean_id(location.get("id"), "Location id"), pushed.get("location_id"), "location_id"),
+                }
             evses = list_field(location, "evses", "Location evses")
             if not evses:
                 result.skip("location_without_evses")
                 return
             for index, evse in enumerate(evses):
-                self._guarded(evse, location, ctx, result, f"{path}.evses[{index}]".lstrip("."))
+                self._guarded(evse, location, ctx, result, f"{path}.evses[{index}]".lstrip("."), depth + 1)
             return
-        self._evse(doc, EMPTY_OBJECT, ctx, result)
+        self._evse(doc, EMPTY_OBJECT, ctx, result, pushed)
 
     def _guarded(
-        self, item: Any, location: dict[str, Any] | None, ctx: NormalizeContext, result: NormalizeResult, path: str
+        self,
+        item: Any,
+        location: dict[str, Any] | None,
+        ctx: NormalizeContext,
+        result: NormalizeResult,
+        path: str,
+        depth: int,
     ) -> None:
         """Process one part of a multi-part document; its rejection is partial."""
         try:
             if location is None:
-                self._dispatch(item, ctx, result, path)
+                self._dispatch(item, ctx, result, path, depth)
             elif isinstance(item, dict):
                 self._evse(item, location, ctx, result)
             else:
@@ -254,7 +339,12 @@ class OcpiAdapter:
             result.rejections.append(rejection.at(path))
 
     def _evse(
-        self, evse: dict[str, Any], loc: Mapping[str, Any], ctx: NormalizeContext, result: NormalizeResult
+        self,
+        evse: dict[str, Any],
+        loc: Mapping[str, Any],
+        ctx: NormalizeContext,
+        result: NormalizeResult,
+        pushed: Mapping[str, str] = EMPTY_OBJECT,
     ) -> None:
         if not _CAMEL_MARKERS.isdisjoint(evse):  # snake_case's own test, inlined: runs per object
             evse = snake_case(evse)
@@ -262,14 +352,27 @@ class OcpiAdapter:
         raw_uid = get("uid")
         if raw_uid is None:
             raw_uid = get("evse_uid")
-        uid = clean_str(raw_uid)
+        uid = clean_id(raw_uid, "EVSE uid")
+        country = clean_id(get("country_code") or loc.get("country_code"), "country_code")
+        party = clean_id(get("party_id") or loc.get("party_id"), "party_id")
+        location_id = clean_id(get("location_id") or loc.get("id"), "location_id")
+        connector_hint = None
+        if pushed:
+            uid = _agree(uid, pushed.get("evse_uid"), "EVSE uid")
+            country = _agree(country, pushed.get("country_code"), "country_code")
+            party = _agree(party, pushed.get("party_id"), "party_id")
+            location_id = _agree(location_id, pushed.get("location_id"), "location_id")
+            connector_hint = pushed.get("connector_id")
         if uid is None:
             if raw_uid is not None:
                 raise Rejection("invalid_id", "EVSE uid must be a non-empty string or number")
-            raise Rejection("missing_id", "no EVSE uid (uid / evse_uid) in OCPI object")
-        country = clean_str(get("country_code") or loc.get("country_code"))
-        party = clean_str(get("party_id") or loc.get("party_id"))
-        location_id = clean_str(get("location_id") or loc.get("id"))
+            if "location_id" in pushed:  # a Location-level push (name, hours…) names no EVSE
+                result.skip("no_status")
+                return
+            raise Rejection(
+                "missing_id",
+                "no EVSE uid (uid / evse_uid) in the OCPI object, nor a Locations path in the record key or headers",
+            )
         party_prefix = f"{country}:{party}" if country and party else (party or "")
         if party_prefix:
             evse_uid = f"ocpi:{party_prefix}:{uid}"
@@ -317,13 +420,18 @@ class OcpiAdapter:
         evse_flags = read_flags(evse)
         evse_time = get("last_updated")
         connectors = list_field(evse, "connectors", "EVSE connectors")
+        if connectors is not None and len(connectors) > ctx.max_connectors:
+            ctx.expect(len(connectors))
 
-        if connectors is None and get("connector_id") is not None:
-            # a connector-level PATCH: {"evse_uid", "connector_id", "status", ...}
+        if connectors is None and (get("connector_id") is not None or connector_hint is not None):
+            # a connector-level PATCH: {"evse_uid", "connector_id", "status", ...}, or a Connector
+            # object pushed to .../{evse_uid}/{connector_id}
+            body_connector = clean_id(get("connector_id") or (get("id") if connector_hint else None), "connector_id")
+            connector_id = _agree(body_connector, connector_hint, "connector_id")
             if raw_status is None:
                 result.skip("no_status")
                 return
-            body = {**evse, "id": get("connector_id"), "uid": None}
+            body = {**evse, "id": connector_id, "uid": None}
             self._connector(body, out, party_prefix, None, None, _NO_FLAGS, None, ctx)
             result.records.extend(out.records)
             return
@@ -367,10 +475,10 @@ class OcpiAdapter:
         if not _CAMEL_MARKERS.isdisjoint(conn):
             conn = snake_case(conn)
         get = conn.get
-        connector_id = clean_str(get("id") or get("connector_id"))
+        connector_id = clean_id(get("id") or get("connector_id"), "connector id")
         own_uid = get("uid")
         if own_uid is not None:
-            own_uid = clean_str(own_uid)
+            own_uid = clean_id(own_uid, "connector uid")
         if own_uid:
             connector_uid = f"ocpi:{party_prefix}:{own_uid}" if party_prefix else f"ocpi:{own_uid}"
         elif connector_id:

@@ -50,10 +50,12 @@ async def test_valid_records_give_exact_tables_and_every_bad_one_is_dead_lettere
         if index in positions:
             source, payload, kind = BAD_PAYLOADS[len(bad_expected) % len(BAD_PAYLOADS)]
             bad_expected.append(kind)
-            mixed_lines.append((source, payload, 1_772_359_200_000 + index))
+            mixed_lines.append((source, payload, 1_772_359_200_000 + index, source))
         else:
             entry = next(valid_iter)
-            mixed_lines.append((entry["source"], orjson.dumps(entry["payload"]), entry["timestamp"]))
+            # OCPP records carry their charge point id as the key (simulate.make_log sets it)
+            key = entry.get("key", entry["source"])
+            mixed_lines.append((entry["source"], orjson.dumps(entry["payload"]), entry["timestamp"], key))
 
     with EmbeddedBroker() as broker:
         from streams.config import Settings
@@ -64,9 +66,9 @@ async def test_valid_records_give_exact_tables_and_every_bad_one_is_dead_lettere
         try:
             ends: dict[tuple[str, int], int] = {}
             async with producer_for(broker.bootstrap) as producer:
-                for source, payload, timestamp in mixed_lines:  # raw bytes, as a real producer would send
+                for source, payload, timestamp, key in mixed_lines:  # raw bytes, as a real producer would send
                     meta = await (
-                        await producer.send(f"raw.{source}", payload, key=source.encode(), timestamp_ms=timestamp)
+                        await producer.send(f"raw.{source}", payload, key=key.encode(), timestamp_ms=timestamp)
                     )
                     ends[(meta.topic, meta.partition)] = meta.offset + 1
             await pipeline.wait_processed(ends, timeout=120)
@@ -77,5 +79,5 @@ async def test_valid_records_give_exact_tables_and_every_bad_one_is_dead_lettere
 
     assert got == expected["evses"]
     assert sorted(d["errorKind"] for d in letters) == sorted(bad_expected)
-    sent = {payload for _, payload, _ in mixed_lines}
+    sent = {payload for _, payload, _, _ in mixed_lines}
     assert all(d["payload"] in sent and d["stage"] == "normalize" for d in letters)

@@ -190,3 +190,43 @@ async def test_unreadable_connector_status_record_is_dead_lettered_by_the_aggreg
     assert [(d["topic"], d["partition"], d["offset"], d["payload"], d["errorKind"]) for d in intruders] == [
         (CONNECTOR_STATUS, p, 0, value, "malformed_avro") for p, value in enumerate(garbage)
     ]
+
+
+OCPP_LOG = FIXTURES / "replay_ocpp.jsonl"
+
+
+async def test_ocpp_and_pushed_ids_end_to_end(broker) -> None:
+    """OCPP StatusNotifications keyed by charge point, a charge-point-wide update, and OCPI
+    pushes whose ids are in the record key / headers, through the whole pipeline."""
+    _, result = await run_log(broker.bootstrap, [OCPP_LOG], partitions=3)
+    evses = by_uid(result["evses"])
+    assert sorted(evses) == ["ocpi:NL:PLG:E9", "ocpp:CP-A:1", "ocpp:CP-A:2", "ocpp:CP-B:1"]
+
+    def statuses(uid: str) -> dict[str, str]:
+        return {c["connectorUid"]: c["status"] for c in evses[uid]["connectors"]}
+
+    # connectorId 0 Unavailable (10:02) reached both EVSEs of CP-A; connector 1 came back at 10:03
+    assert statuses("ocpp:CP-A:1") == {"ocpp:CP-A:1#1": "AVAILABLE"}
+    assert statuses("ocpp:CP-A:2") == {"ocpp:CP-A:2#2": "INOPERATIVE"}
+    assert evses["ocpp:CP-A:2"]["lastUpdateTimestamp"] == "2026-03-01T10:02:00.000Z"
+    assert evses["ocpp:CP-A:1"]["locationId"] == "ocpp:CP-A"
+    # 2.0.1: connectorId 0 of EVSE 1 is the whole EVSE
+    assert statuses("ocpp:CP-B:1") == {"ocpp:CP-B:1#1": "OUTOFORDER", "ocpp:CP-B:1#2": "OUTOFORDER"}
+    # OCPI: a status PATCH keyed by its URL path, then a connector PATCH named by headers
+    assert statuses("ocpi:NL:PLG:E9") == {"ocpi:NL:PLG:E9#1": "CHARGING", "ocpi:NL:PLG:E9#2": "RESERVED"}
+    stats = result["stats"]
+    assert stats["skippedByReason"] == {"ocpp_other_action": 1}
+    assert stats["rejectedByKind"] == {"missing_id": 1}
+    assert stats["evseScopeUnmatched"] == 1  # CP-C's connectorId 0: no EVSE of it known yet
+    assert stats["accepted"] == 14
+    letters = await dead_letters(broker.bootstrap)
+    assert [(d["source"], d["errorKind"]) for d in letters] == [("ocpp", "missing_id")]
+
+
+async def test_ocpp_tables_do_not_depend_on_the_partition_count(broker) -> None:
+    from streams.broker import EmbeddedBroker
+
+    _, one = await run_log(broker.bootstrap, [OCPP_LOG], partitions=1)
+    with EmbeddedBroker() as other:
+        _, four = await run_log(other.bootstrap, [OCPP_LOG], partitions=4)
+    assert one["evses"] == four["evses"] and one["stats"] == four["stats"]

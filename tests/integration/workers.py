@@ -48,6 +48,24 @@ def stop(worker: subprocess.Popen[bytes]) -> None:
             worker.wait(5)
 
 
+def evse_uids(entries: list[dict]) -> set[str]:
+    """Every EVSE the log's documents name (normalized with the adapters, no Kafka)."""
+    from datetime import UTC, datetime
+
+    from streams.adapters import NormalizeContext, Rejection, normalize_document
+
+    uids: set[str] = set()
+    for entry in entries:
+        key = entry.get("key")
+        ctx = NormalizeContext(record_time=datetime(2100, 1, 1, tzinfo=UTC), key=key and key.encode())
+        try:
+            records = normalize_document(entry["source"], entry["payload"], ctx).records
+        except Rejection:
+            continue
+        uids.update(r.evseUid for r in records if r.scope != "CHARGE_POINT")
+    return uids
+
+
 def write_log(path: Path, entries: list[dict]) -> Path:
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in entries))
     return path
