@@ -47,8 +47,8 @@ from streams.adapters import NormalizeContext, Rejection, normalize_bytes
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
 from streams.core import EvseState, apply_record, availability, new_evse
-from streams.engine import Batcher, change_record, partition_for, policy_for, producer_for
-from streams.runner import LocalPipeline, LogEntry, route
+from streams.engine import Batcher, NativeEngine, change_record, partition_for, policy_for, producer_for
+from streams.runner import LogEntry, route
 from streams.simulate import make_log
 from streams.timeparse import from_millis
 from streams.topics import EVSE_AVAILABILITY, RAW_TOPICS, TopicSpec, drain, ensure_topics
@@ -219,7 +219,7 @@ async def one_round(log: list[dict], tail: list[dict] | None) -> tuple[float, fl
         plain_s = await plain_loop(bootstrap, "bench.out", len(log))
 
         settings = Settings(partitions=PARTITIONS)
-        pipeline = LocalPipeline(settings, bootstrap)
+        pipeline = NativeEngine(settings, bootstrap)
         await ensure_topics(bootstrap, [TopicSpec(t) for t in RAW_TOPICS.values()], PARTITIONS)
         ends = await produce(bootstrap, log, lambda source: RAW_TOPICS[source])  # the same backlog
         started = time.perf_counter()  # includes plugstream's own start-up: conservative

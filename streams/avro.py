@@ -6,10 +6,19 @@ types (``plugstream.Status`` …) that fastavro loads from sibling files named
 or in Confluent wire format (magic byte 0 + 4-byte schema id) when a schema registry id is
 given. Encoding/decoding uses codecs compiled from these schemas (``streams/codec.py``),
 checked byte-for-byte against fastavro in the tests.
+
+Schema evolution: every record plugstream writes carries a Kafka header
+``plugstream.schema`` holding the CRC-64-AVRO fingerprint of its writer schema
+(:func:`schema_headers`). :func:`decode_resolved` reads a record written with an older
+version of a schema — a compacted ``evse-availability`` keeps those for ever — by resolving
+it with fastavro from that writer schema to today's (new fields get their defaults). Older
+versions of the schemas live in ``schemas/avro/history/`` (``<namespace>.<Name>.<n>.avsc``);
+a record without the header is read as today's schema, then as each historical version.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from datetime import datetime
@@ -18,7 +27,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fastavro.schema import load_schema
+import fastavro
+from fastavro.schema import fingerprint as _fingerprint
+from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
 
 from .codec import compile_codec
 from .timeparse import rfc3339
@@ -70,6 +81,95 @@ def decode(name: str, payload: bytes, framed: bool = False) -> dict[str, Any]:
     return codec(name)[1](payload)
 
 
+SCHEMA_HEADER = "plugstream.schema"
+
+
+class UnknownWriterSchema(ValueError):
+    """A record names a writer schema plugstream does not know (newer than this version?)."""
+
+
+def fingerprint(parsed: dict[str, Any]) -> str:
+    """CRC-64-AVRO fingerprint of a parsed schema's canonical form, as 16 hex digits."""
+    return _fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
+
+
+@cache
+def schema_headers(name: str) -> list[tuple[str, bytes]]:
+    """The headers every record written with ``name`` carries (one shared, read-only list)."""
+    return [(SCHEMA_HEADER, fingerprint(schema(name)).encode())]
+
+
+@cache
+def history(name: str) -> dict[str, dict[str, Any]]:
+    """Older versions of ``name`` by fingerprint, newest first (``schemas/avro/history/``)."""
+    full = name if "." in name else f"{NAMESPACE}.{name}"
+    folder = schema_dir() / "history"
+    versions: dict[str, dict[str, Any]] = {}
+    if folder.is_dir():
+        paths = sorted(folder.glob(f"{full}.*.avsc"), key=lambda p: int(p.name.rsplit(".", 2)[-2]), reverse=True)
+        for path in paths:
+            parsed = load_writer_schema(path)
+            versions[fingerprint(parsed)] = parsed
+    return versions
+
+
+def load_writer_schema(path: Path) -> dict[str, Any]:
+    """A historical schema file, named types resolved against the current shared ones unless
+    the file defines them itself."""
+    import json
+
+    named: dict[str, Any] = {}
+    for shared in schema_dir().glob(f"{NAMESPACE}.*.avsc"):
+        raw = json.loads(shared.read_text())
+        if raw.get("type") != "record":
+            parse_schema(raw, named_schemas=named)
+    return parse_schema(json.loads(path.read_text()), named_schemas=named)
+
+
+def _writer_fingerprint(headers: Any) -> str | None:
+    if headers:
+        for key, value in headers:
+            if key == SCHEMA_HEADER and value is not None:
+                return value.decode("ascii", "replace")
+    return None
+
+
+def decode_resolved(name: str, payload: bytes, headers: Any = None) -> dict[str, Any]:
+    """Decode a record whatever version of ``name`` wrote it (see the module docstring).
+
+    The writer named by the header — today's schema (the compiled fast path) or a historical
+    one (resolved by fastavro, new fields defaulted); no header: today's schema, then the
+    historical ones, newest first. Raises :class:`UnknownWriterSchema` for a fingerprint no
+    known version has, and the decoder's error for bytes no version reads.
+    """
+    writer = _writer_fingerprint(headers)
+    current = fingerprint(schema(name))
+    if writer is None or writer == current:
+        try:
+            return decode(name, payload)
+        except Exception:
+            if writer is not None or not history(name):
+                raise
+        for parsed in history(name).values():
+            try:
+                return _resolve(parsed, name, payload)
+            except Exception:
+                continue
+        raise ValueError(f"not a {name} record of any known schema version")
+    parsed = history(name).get(writer)
+    if parsed is None:
+        raise UnknownWriterSchema(f"{name} record written with unknown schema {writer} (a newer plugstream?)")
+    return _resolve(parsed, name, payload)
+
+
+def _resolve(writer: dict[str, Any], name: str, payload: bytes) -> dict[str, Any]:
+    buffer = io.BytesIO(payload)
+    record = fastavro.schemaless_reader(buffer, writer, schema(name))
+    if buffer.tell() != len(payload):
+        raise ValueError(f"{len(payload) - buffer.tell()} trailing bytes")
+    return record
+
+
 def to_jsonable(value: Any) -> Any:
     """Avro-shaped Python values → JSON values with RFC 3339 timestamps (for dumps/HTTP)."""
     if isinstance(value, datetime):
@@ -83,3 +183,8 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
+
+
+def as_published(name: str, value: dict[str, Any]) -> dict[str, Any]:
+    """What a consumer of the topic sees: Avro round trip, then JSON-friendly values."""
+    return to_jsonable(decode(name, encode(name, value)))

@@ -29,7 +29,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -57,13 +57,31 @@ def api_versions_ok(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+class BrokerStartError(RuntimeError):
+    """The embedded broker could not start (the message says why, in one line)."""
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @dataclass
 class EmbeddedBroker:
-    """A running Tansu broker on 127.0.0.1:<port>. Use as a context manager or start/stop."""
+    """A running Tansu broker on 127.0.0.1:<port>. Use as a context manager or start/stop.
+
+    Its log goes to a file of its own for this run (``log_path``, named in every error);
+    the file is removed when the broker stops cleanly and kept when it failed.
+    """
 
     port: int = 0
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _own_log: bool = field(default=False, init=False)
 
     @property
     def bootstrap(self) -> str:
@@ -78,8 +96,12 @@ class EmbeddedBroker:
 
         if not self.port:
             self.port = free_port()
+        elif not port_is_free(self.port):
+            raise BrokerStartError(f"port {self.port} on 127.0.0.1 is already in use; choose another --port")
         if self.log_path is None:
-            self.log_path = Path(tempfile.gettempdir()) / f"plugstream-tansu-{self.port}.log"
+            handle, name = tempfile.mkstemp(prefix=f"plugstream-tansu-{self.port}-", suffix=".log")
+            os.close(handle)
+            self.log_path, self._own_log = Path(name), True
         listener = f"tcp://127.0.0.1:{self.port}"
         log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
@@ -87,7 +109,7 @@ class EmbeddedBroker:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             # its own session: a terminal's Ctrl-C reaches plugstream, which shuts its clients
             # down and then stops the broker (it still dies with its parent, see above)
             start_new_session=True,
@@ -97,25 +119,40 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"embedded broker exited with {self.process.returncode}; log: {self.log_path}")
+                raise BrokerStartError(
+                    f"embedded broker exited with status {self.process.returncode} at start; log: {self.log_path}"
+                )
             if api_versions_ok("127.0.0.1", self.port):
-                return self
+                time.sleep(0.05)  # a broker that bound and then panicked is gone by now
+                if self.process.poll() is None:
+                    return self
             time.sleep(0.02)
-        self.stop()
-        raise TimeoutError(f"embedded broker not ready after {timeout}s; log: {self.log_path}")
+        self.stop(keep_log=True)
+        raise BrokerStartError(f"embedded broker not ready after {timeout:.0f}s; log: {self.log_path}")
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, keep_log: bool = False) -> None:
+        process = self.process
+        if process is not None and process.poll() is not None and process.returncode != 0:
+            keep_log = True  # it died on its own: its log says why
+        elif process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        if self._own_log and not keep_log and self.log_path is not None:
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        import asyncio
+
+        stopping = exc_type is None or issubclass(exc_type, asyncio.CancelledError | KeyboardInterrupt)
+        self.stop(keep_log=not stopping)

@@ -137,7 +137,12 @@ class _Compiler:
             var = self.name("r")
             lines = [f"{indent}{var} = {expr}"]
             for field in schema["fields"]:
-                getter = f"{var}.get({field['name']!r})" if "default" in field else f"{var}[{field['name']!r}]"
+                if "default" in field:  # an absent field is written as its schema default, as fastavro does
+                    default = self.name("d")
+                    self.consts[default] = field["default"]
+                    getter = f"{var}.get({field['name']!r}, {default})"
+                else:
+                    getter = f"{var}[{field['name']!r}]"
                 lines += self.enc(field["type"], getter, indent)
             return lines
         if kind in ("array", "map"):

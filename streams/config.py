@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PLUGSTREAM_", extra="ignore")
 
     broker: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), kafka://host:port[;host:port]")
+    engine: str = Field("native", description="Pipeline engine: native (default, fastest) or faust (Faust agents)")
     app_id: str = Field("plugstream", description="Consumer group id and prefix of internal topics")
     partitions: int = Field(4, ge=1, description="Partitions for every topic the app creates")
     replication_factor: int = Field(1, ge=1)
@@ -53,7 +54,15 @@ class Settings(BaseSettings):
         description="Upper bound of one fetch response per consumer (bounds buffered input memory)",
     )
     web_host: str = "127.0.0.1"
-    web_port: int = 6066
+    web_port: int = Field(6066, ge=0, le=65535)
+    worker_id: str | None = Field(
+        None,
+        description="Names this worker's state directory (default: its web port); two workers never share one",
+    )
+    broker_unreachable_seconds: float = Field(
+        15.0, gt=0, description="Health turns 503 once the broker has been unreachable this long"
+    )
+    api_nice: int = Field(10, ge=0, le=19, description="CPU niceness of the HTTP API process (the pipeline wins)")
     api_token: SecretStr | None = Field(None, description="Bearer token required by the HTTP API when set")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -63,6 +72,23 @@ class Settings(BaseSettings):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_key_password: SecretStr | None = None
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        from .kafka import parse_broker_url
+
+        parse_broker_url(value)  # raises ValueError with the accepted forms
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        from .interfaces import ENGINE_NAMES
+
+        if value not in ENGINE_NAMES:
+            raise ValueError(f"unknown engine {value!r}; valid engines: {', '.join(ENGINE_NAMES)}")
+        return value
 
     @field_validator("store")
     @classmethod

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -65,7 +65,9 @@ from .topics import (
     RAW_TOPICS,
     changelog_topic,
     drain,
+    ensure_topics,
     fetch_limits,
+    topic_specs,
 )
 
 log = logging.getLogger("plugstream.engine")
@@ -738,3 +740,142 @@ async def producer_for(target: str | Kafka, **options: Any) -> Any:
         yield producer
     finally:
         await producer.stop()
+
+
+# --- both stages in one process: the native engine ------------------------------------------
+
+
+class NativeEngine:
+    """Both native stages in this process against one broker (the embedded default or any
+    Kafka): ``group=True`` in consumer groups (``plugstream worker``), else with every
+    partition assigned directly (``up``, ``replay --embedded``: no group join to wait for)."""
+
+    name: ClassVar[str] = "native"
+
+    def __init__(self, settings: Settings, bootstrap: str | Kafka, group: bool = False) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.group = group
+        self.produced: dict[int, int] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.normalize = NormalizeStage(settings, bootstrap, group, on_produced=self._produced)
+        self.aggregate = AggregateStage(settings, bootstrap, group)
+        self.policy = self.aggregate.policy
+        self._producer_cm: Any = None
+
+    @property
+    def on_batch(self) -> list[Callable[[float, list[int]], Any]]:
+        return self.aggregate.on_batch
+
+    def _produced(self, partition: int, offset: int) -> None:
+        self.produced[partition] = max(self.produced.get(partition, -1), offset)
+
+    async def start(self) -> None:
+        await ensure_topics(
+            self.bootstrap,
+            topic_specs(self.settings.app_id, int(self.settings.window_retention_seconds * 1000)),
+            self.settings.partitions,
+            self.settings.replication_factor,
+        )
+        self._producer_cm = producer_for(self.bootstrap)
+        producer = await self._producer_cm.__aenter__()
+        ready = [asyncio.Event(), asyncio.Event()]
+        self.tasks = [
+            asyncio.create_task(self.normalize.run(producer, ready[0]), name="normalize"),
+            asyncio.create_task(self.aggregate.run(producer, ready[1]), name="aggregate"),
+        ]
+        waiter = asyncio.ensure_future(asyncio.gather(ready[0].wait(), ready[1].wait()))
+        done, _ = await asyncio.wait([*self.tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        for task in self.tasks:
+            if task in done:
+                task.result()  # a stage failed while starting: raise it here
+
+    async def wait_processed(self, raw_end_offsets: dict[tuple[str, int], int], timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._raise_if_failed()
+            stage1_done = all(
+                self.normalize.positions.get(TopicPartition(t, p), 0) >= end for (t, p), end in raw_end_offsets.items()
+            )
+            if stage1_done:
+                offsets = self.aggregate.processed_offsets()
+                if all(offsets.get(p, -1) >= last for p, last in self.produced.items()):
+                    return
+            await asyncio.sleep(0.02)
+        raise TimeoutError("pipeline did not finish processing in time")
+
+    def _raise_if_failed(self) -> None:
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def stop(self) -> None:
+        self.normalize.stop()
+        self.aggregate.stop()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 10)
+        if self._producer_cm is not None:
+            await self._producer_cm.__aexit__(None, None, None)
+            self._producer_cm = None
+
+    def lag(self) -> dict[str, int]:
+        return {"normalize": self.normalize.lag(), "aggregate": self.aggregate.lag()}
+
+    def partitions_owned(self) -> list[int]:
+        return sorted(self.aggregate.states)
+
+    def stream_time(self) -> int | None:
+        return self.aggregate.stream_time()
+
+    def problems(self) -> list[str]:
+        found = []
+        for task in self.tasks:
+            if task.done():
+                error = None if task.cancelled() else task.exception()
+                why = f": {type(error).__name__}: {error}" if error else ""
+                found.append(f"stage {task.get_name()} stopped{why}")
+        return found
+
+    def table_sizes(self) -> dict[str, int]:
+        states = self.aggregate.states.values()
+        return {"evse_state": sum(len(s.store) for s in states), "connector_state": sum(s.connectors for s in states)}
+
+    def stats(self) -> dict[str, Any]:
+        counters = self.aggregate.counters()
+        s1 = self.normalize.stats
+        return {
+            "engine": self.name,
+            "accepted": counters["accepted"],
+            "duplicates": counters["duplicates"],
+            "stale": counters["stale"],
+            "skipped": s1.skipped,
+            "rejected": s1.rejected + counters.get("rejected", 0),
+            "late": counters["late"],
+            "removedBySnapshot": counters["removedBySnapshot"],
+            "evseScopeUnmatched": counters["evseScopeUnmatched"],
+            "rawRecords": s1.rawRecords,
+            "statusRecords": s1.statusRecords,
+            "skippedByReason": s1.skippedByReason,
+            "rejectedByKind": _with_stage2_rejections(s1.rejectedByKind, counters.get("rejected", 0)),
+            "warnings": s1.warnings,
+            "bySource": s1.bySource,
+        }
+
+    def evses(self) -> list[dict[str, Any]]:
+        """Final per-EVSE table, staleness against the newest record timestamp processed anywhere."""
+        stream_time = self.aggregate.stream_time()
+        views = [
+            availability(evse, stream_time, self.policy)
+            for state in self.aggregate.states.values()
+            for evse in state.store.values()
+        ]
+        return sorted((avro.as_published("EvseAvailability", v) for v in views), key=lambda v: v["evseUid"])
+
+
+def _with_stage2_rejections(by_kind: dict[str, int], stage2: int) -> dict[str, int]:
+    """Stage 2 rejects only ``connector-status`` records that are not Avro (``malformed_avro``)."""
+    if not stage2:
+        return by_kind
+    return {**by_kind, "malformed_avro": by_kind.get("malformed_avro", 0) + stage2}

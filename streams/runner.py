@@ -33,7 +33,7 @@ from . import avro
 from .adapters import REGISTRY, NormalizeContext, Rejection, normalize_bytes
 from .config import Settings
 from .core import is_stale, partition_key
-from .engine import AggregateStage, Batcher, NormalizeStage, partition_for, producer_for
+from .engine import Batcher, partition_for, producer_for
 from .kafka import Kafka
 from .timeparse import UnparseableTime, parse_timestamp, to_millis
 from .topics import (
@@ -41,9 +41,7 @@ from .topics import (
     EVSE_AVAILABILITY,
     EVSE_AVAILABILITY_WINDOWED,
     RAW_TOPICS,
-    ensure_topics,
     read_to_end,
-    topic_specs,
 )
 
 log = logging.getLogger("plugstream.runner")
@@ -168,19 +166,33 @@ def route(entry: LogEntry) -> tuple[bytes | None, bytes]:
     return entry.key, entry.source.encode()
 
 
-
 @dataclass(slots=True)
 class ReplayReport:
     published: int = 0
     dead_letters: int = 0
+    acknowledged: int = 0  # records (raw and dead letters) the broker acknowledged so far
+    dead_letters_by_kind: dict[str, int] = field(default_factory=dict)
     raw_end_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     max_timestamp: int | None = None
+
+
+class PublishInterrupted(Exception):
+    """Publishing was stopped (Ctrl-C); ``report`` says what reached the broker."""
+
+    def __init__(self, report: ReplayReport, total: int) -> None:
+        super().__init__(f"published {report.published} of {total} records")
+        self.report = report
+        self.total = total
 
 
 async def publish(
     bootstrap: str | Kafka, paths: list[Path], partitions: int, speed: float | None = None, progress: bool = True
 ) -> ReplayReport:
-    """Publish logs into the raw topics. ``speed`` None = as fast as possible; 1.0 = real time."""
+    """Publish logs into the raw topics. ``speed`` None = as fast as possible; 1.0 = real time.
+
+    The progress bar counts records the broker acknowledged, paced or not. Cancelled (Ctrl-C),
+    it stops after acknowledging what it sent and raises :class:`PublishInterrupted`.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     report = ReplayReport()
@@ -198,34 +210,50 @@ async def publish(
             transient=True,
         ) as bar:
             task = bar.add_task("replay", total=len(entries))
-            for index, entry in enumerate(entries):
-                timestamp = entry.timestamp_ms if entry.timestamp_ms is not None else int(time.time() * 1000)
-                if speed and first_ts is not None and entry.timestamp_ms is not None:
-                    due = (entry.timestamp_ms - first_ts) / 1000 / speed
-                    delay = due - (time.monotonic() - started)
-                    if delay > 0:
-                        await batcher.flush()
-                        await asyncio.sleep(delay)
-                if entry.error is not None:
-                    report.dead_letters += 1
-                    await batcher.add(DLQ, entry.path.encode(), _replay_dead_letter(entry, timestamp), timestamp)
-                else:
-                    report.published += 1
-                    report.max_timestamp = max(report.max_timestamp or timestamp, timestamp)
-                    key, by = route(entry)
-                    await batcher.add(
-                        RAW_TOPICS[entry.source],
-                        key,
-                        entry.payload,
-                        timestamp,
-                        partition=partition_for(by, partitions),
-                        headers=entry.headers,
-                    )
-                if index % 2000 == 1999:
-                    await _note_offsets(batcher, report)
-                    bar.update(task, completed=index + 1)
-            await _note_offsets(batcher, report)
-            bar.update(task, completed=len(entries))
+            pending = 0  # records handed to the batcher since the last acknowledgement
+
+            async def acknowledge() -> None:
+                nonlocal pending
+                await _note_offsets(batcher, report)
+                report.acknowledged += pending
+                pending = 0
+                bar.update(task, completed=report.acknowledged)
+
+            try:
+                for entry in entries:
+                    timestamp = entry.timestamp_ms if entry.timestamp_ms is not None else int(time.time() * 1000)
+                    if speed and first_ts is not None and entry.timestamp_ms is not None:
+                        due = (entry.timestamp_ms - first_ts) / 1000 / speed
+                        delay = due - (time.monotonic() - started)
+                        if delay > 0:
+                            await acknowledge()
+                            await asyncio.sleep(delay)
+                    if entry.error is not None:
+                        report.dead_letters += 1
+                        report.dead_letters_by_kind[entry.error.kind] = (
+                            report.dead_letters_by_kind.get(entry.error.kind, 0) + 1
+                        )
+                        await batcher.add(DLQ, entry.path.encode(), _replay_dead_letter(entry, timestamp), timestamp)
+                    else:
+                        report.published += 1
+                        report.max_timestamp = max(report.max_timestamp or timestamp, timestamp)
+                        key, by = route(entry)
+                        await batcher.add(
+                            RAW_TOPICS[entry.source],
+                            key,
+                            entry.payload,
+                            timestamp,
+                            partition=partition_for(by, partitions),
+                            headers=entry.headers,
+                        )
+                    pending += 1
+                    if pending >= 2000:
+                        await acknowledge()
+                await acknowledge()
+            except asyncio.CancelledError:
+                await acknowledge()
+                report.published = report.acknowledged - report.dead_letters
+                raise PublishInterrupted(report, len(entries)) from None
     return report
 
 
@@ -256,134 +284,38 @@ def _replay_dead_letter(entry: LogEntry, timestamp: int) -> bytes:
     )
 
 
-# --- the whole pipeline in one process ------------------------------------------------------
+log_unreadable = logging.getLogger("plugstream.runner")
 
 
-@dataclass
-class LocalPipeline:
-    """Both stages in this process against one broker (the embedded default or any Kafka)."""
-
-    settings: Settings
-    bootstrap: str | Kafka
-    group: bool = False
-    normalize: NormalizeStage = field(init=False)
-    aggregate: AggregateStage = field(init=False)
-    produced: dict[int, int] = field(default_factory=dict)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _producer_cm: Any = None
-
-    def __post_init__(self) -> None:
-        self.normalize = NormalizeStage(self.settings, self.bootstrap, self.group, on_produced=self._produced)
-        self.aggregate = AggregateStage(self.settings, self.bootstrap, self.group)
-
-    def _produced(self, partition: int, offset: int) -> None:
-        self.produced[partition] = max(self.produced.get(partition, -1), offset)
-
-    async def start(self) -> None:
-        await ensure_topics(
-            self.bootstrap,
-            topic_specs(self.settings.app_id, int(self.settings.window_retention_seconds * 1000)),
-            self.settings.partitions,
-            self.settings.replication_factor,
-        )
-        self._producer_cm = producer_for(self.bootstrap)
-        producer = await self._producer_cm.__aenter__()
-        ready = [asyncio.Event(), asyncio.Event()]
-        self.tasks = [
-            asyncio.create_task(self.normalize.run(producer, ready[0]), name="normalize"),
-            asyncio.create_task(self.aggregate.run(producer, ready[1]), name="aggregate"),
-        ]
-        waiter = asyncio.gather(ready[0].wait(), ready[1].wait())
-        done, _ = await asyncio.wait([*self.tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
-        for task in self.tasks:
-            if task in done:
-                task.result()  # a stage failed while starting: raise it here
-
-    async def wait_processed(self, raw_end_offsets: dict[tuple[str, int], int], timeout: float = 300) -> None:
-        """Until every published raw record and every record it produced has been processed."""
-        from aiokafka import TopicPartition
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._raise_if_failed()
-            stage1_done = all(
-                self.normalize.positions.get(TopicPartition(t, p), 0) >= end for (t, p), end in raw_end_offsets.items()
+def _decoded(name: str, message: Any, unreadable: dict[str, int]) -> dict[str, Any] | None:
+    """A record read back from an output topic, or ``None`` (counted, logged) when it cannot
+    be decoded — a misconfigured producer's bytes never stop a downstream read."""
+    try:
+        return avro.decode_resolved(name, message.value or b"", message.headers)
+    except Exception as exc:
+        unreadable[message.topic] = unreadable.get(message.topic, 0) + 1
+        if unreadable[message.topic] <= 3:
+            log_unreadable.warning(
+                "skipping an unreadable record on %s partition %d offset %d: %s: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                type(exc).__name__,
+                exc,
             )
-            if stage1_done:
-                offsets = self.aggregate.processed_offsets()
-                if all(offsets.get(p, -1) >= last for p, last in self.produced.items()):
-                    return
-            await asyncio.sleep(0.02)
-        raise TimeoutError("pipeline did not finish processing in time")
-
-    def _raise_if_failed(self) -> None:
-        for task in self.tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-
-    async def stop(self) -> None:
-        self.normalize.stop()
-        self.aggregate.stop()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 10)
-        if self._producer_cm is not None:
-            await self._producer_cm.__aexit__(None, None, None)
-
-    def lag(self) -> dict[str, int]:
-        return {"normalize": self.normalize.lag(), "aggregate": self.aggregate.lag()}
-
-    def stats(self) -> dict[str, Any]:
-        counters = self.aggregate.counters()
-        s1 = self.normalize.stats
-        return {
-            "accepted": counters["accepted"],
-            "duplicates": counters["duplicates"],
-            "stale": counters["stale"],
-            "skipped": s1.skipped,
-            "rejected": s1.rejected + counters.get("rejected", 0),
-            "late": counters["late"],
-            "removedBySnapshot": counters["removedBySnapshot"],
-            "evseScopeUnmatched": counters["evseScopeUnmatched"],
-            "rawRecords": s1.rawRecords,
-            "statusRecords": s1.statusRecords,
-            "skippedByReason": s1.skippedByReason,
-            "rejectedByKind": _with_stage2_rejections(s1.rejectedByKind, counters.get("rejected", 0)),
-            "warnings": s1.warnings,
-        }
-
-    def evses(self) -> list[dict[str, Any]]:
-        """Final per-EVSE table, staleness against the newest record timestamp processed anywhere."""
-        from .core import availability
-
-        stream_time = self.aggregate.stream_time()
-        views = [
-            availability(evse, stream_time, self.aggregate.policy)
-            for state in self.aggregate.states.values()
-            for evse in state.store.values()
-        ]
-        return sorted((_as_published("EvseAvailability", v) for v in views), key=lambda v: v["evseUid"])
+        return None
 
 
-def _with_stage2_rejections(by_kind: dict[str, int], stage2: int) -> dict[str, int]:
-    """Stage 2 rejects only ``connector-status`` records that are not Avro (``malformed_avro``)."""
-    if not stage2:
-        return by_kind
-    return {**by_kind, "malformed_avro": by_kind.get("malformed_avro", 0) + stage2}
-
-
-def _as_published(schema: str, value: dict[str, Any]) -> dict[str, Any]:
-    """What a consumer of the topic sees: Avro round trip, then JSON-friendly values."""
-    return avro.to_jsonable(avro.decode(schema, avro.encode(schema, value)))
-
-
-async def read_windows(bootstrap: str | Kafka) -> list[dict[str, Any]]:
+async def read_windows(bootstrap: str | Kafka, unreadable: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """Closed windows from ``evse-availability-windowed``; a redelivered window counts once."""
+    skipped = {} if unreadable is None else unreadable
     latest: dict[tuple[str, Any], dict[str, Any]] = {}
     for messages in (await read_to_end(bootstrap, EVSE_AVAILABILITY_WINDOWED)).values():
         for message in messages:
-            window = avro.to_jsonable(avro.decode("EvseAvailabilityWindow", message.value))
-            latest[(window["evseUid"], window["windowStart"])] = window
+            decoded = _decoded("EvseAvailabilityWindow", message, skipped)
+            if decoded is not None:
+                window = avro.to_jsonable(decoded)
+                latest[(window["evseUid"], window["windowStart"])] = window
     return [latest[key] for key in sorted(latest)]
 
 
@@ -393,12 +325,15 @@ DEFAULT_STALENESS_MS = int(Settings.model_fields["staleness_seconds"].default * 
 async def snapshot(bootstrap: str | Kafka, staleness_ms: int = DEFAULT_STALENESS_MS) -> dict[str, Any]:
     """Rebuild the ``evses`` view from the compacted ``evse-availability`` topic, as any
     downstream consumer would: latest record per EVSE, staleness re-evaluated against the
-    newest stream time found on the topic."""
+    newest stream time found on the topic. Undecodable records are skipped and counted
+    (``"unreadable": {topic: n}``, present only when some were)."""
+    unreadable: dict[str, int] = {}
     latest: dict[str, tuple[int, dict[str, Any]]] = {}
     for messages in (await read_to_end(bootstrap, EVSE_AVAILABILITY)).values():
         for message in messages:
-            view = avro.decode("EvseAvailability", message.value)
-            latest[view["evseUid"]] = (message.offset, view)
+            view = _decoded("EvseAvailability", message, unreadable)
+            if view is not None:
+                latest[view["evseUid"]] = (message.offset, view)
     stream_times = [to_millis(v["streamTime"]) for _, v in latest.values() if v["streamTime"] is not None]
     stream_time = max(stream_times) if stream_times else None
     evses = []
@@ -407,22 +342,37 @@ async def snapshot(bootstrap: str | Kafka, staleness_ms: int = DEFAULT_STALENESS
         last_seen = None if view["lastSeenTimestamp"] is None else to_millis(view["lastSeenTimestamp"])
         view["streamTime"] = None if stream_time is None else stream_time
         view["stale"] = is_stale(last_seen, stream_time, staleness_ms)
-        evses.append(_as_published("EvseAvailability", view))
-    return {"evses": evses}
+        evses.append(avro.as_published("EvseAvailability", view))
+    result: dict[str, Any] = {"evses": evses}
+    if unreadable:
+        result["unreadable"] = unreadable
+    return result
+
+
+def with_replay_dead_letters(stats: dict[str, Any], report: ReplayReport) -> dict[str, Any]:
+    """The pipeline's counters plus the log lines replay itself dead-lettered, so ``rejected``
+    equals the records on ``plugstream.dlq`` and the sum of ``rejectedByKind``."""
+    by_kind = dict(stats["rejectedByKind"])
+    for kind, n in report.dead_letters_by_kind.items():
+        by_kind[kind] = by_kind.get(kind, 0) + n
+    return {**stats, "rejected": stats["rejected"] + report.dead_letters, "rejectedByKind": by_kind}
 
 
 async def embedded_dump(paths: list[Path], settings: Settings, progress: bool = True) -> dict[str, Any]:
     """Run the whole pipeline on a fresh embedded broker until every record is processed."""
     from .broker import EmbeddedBroker
+    from .engines import create_engine
 
     with EmbeddedBroker() as broker:
-        pipeline = LocalPipeline(settings, broker.bootstrap)
+        pipeline = create_engine(settings, broker.bootstrap)
         await pipeline.start()
         try:
             report = await publish(broker.bootstrap, paths, settings.partitions, progress=progress)
             await pipeline.wait_processed(report.raw_end_offsets)
-            stats = pipeline.stats()
-            stats["rejected"] += report.dead_letters
-            return {"evses": pipeline.evses(), "windows": await read_windows(broker.bootstrap), "stats": stats}
+            return {
+                "evses": pipeline.evses(),
+                "windows": await read_windows(broker.bootstrap),
+                "stats": with_replay_dead_letters(pipeline.stats(), report),
+            }
         finally:
             await pipeline.stop()

@@ -224,20 +224,32 @@ def feed(evse_count: int, seed: int = 7, clock: Callable[[], int] = _wall_ms) ->
 
 
 async def run_simulation(
-    bootstrap: Any, evse_count: int, rate: float, duration: float | None = None, seed: int = 7
+    bootstrap: Any,
+    evse_count: int,
+    rate: float,
+    duration: float | None = None,
+    seed: int = 7,
+    on_progress: Callable[[int, float], None] | None = None,
+    progress_every: float = 5.0,
 ) -> int:
-    """Publish the feed at ``rate`` records/s (for ``duration`` s, or until cancelled)."""
+    """Publish the feed at ``rate`` records/s (for ``duration`` s, or until cancelled);
+    ``on_progress(sent, seconds)`` every ``progress_every`` seconds."""
     from .engine import producer_for
     from .topics import RAW_TOPICS
 
     sent = 0
     started = time.monotonic()
+    reported = started
     async with producer_for(bootstrap) as producer:
         for source, key, payload in feed(evse_count, seed):
-            if duration is not None and time.monotonic() - started >= duration:
+            now = time.monotonic()
+            if duration is not None and now - started >= duration:
                 break
             await producer.send(RAW_TOPICS[source], payload, key=key)
             sent += 1
+            if on_progress is not None and now - reported >= progress_every:
+                on_progress(sent, now - started)
+                reported = now
             delay = sent / rate - (time.monotonic() - started)
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -1,13 +1,21 @@
-"""A queryable global view of the output topics, kept by every worker.
+"""A queryable global view of the output topics, kept by the HTTP API process.
 
-Each worker tails ``evse-availability`` and ``evse-availability-windowed`` over *all*
-partitions (no consumer group), exactly like a downstream consumer. So any worker answers an
-HTTP query for any EVSE, whichever worker owns its partition, and the live stream is the same
-on every worker. The view is rebuilt from the topics on start (read to the fetch high
-watermark first, so it is complete before the API reports ready).
+The API process tails ``evse-availability``, ``evse-availability-windowed`` and
+``plugstream.dlq`` over *all* partitions (no consumer group), exactly like a downstream
+consumer. So any worker's API answers for any EVSE, whichever worker owns its partition, and
+the live stream is the same everywhere. The view is rebuilt from the topics on start (read to
+the fetch high watermark first, so it is complete before the API reports ready).
+
+Records are kept as the bytes they arrived as and decoded when something asks for them: a
+query, the live stream, the fleet totals. While nobody looks (a worker chewing through a
+backlog) the view costs a dictionary store per record, not a decode.
+
+A record that cannot be decoded (a misconfigured producer wrote to an output topic) is
+skipped and counted per topic, logged at most once a minute with its topic/partition/offset;
+it never stops the view.
 
 Live subscribers get every availability update through a bounded queue: a slow or vanished
-client loses its oldest events (and is told so), it never slows the pipeline or grows memory.
+client loses its oldest events (and is told so), it never slows the view or grows memory.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,14 +32,21 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from . import avro, kafka
-from .core import is_stale
+from .core import STATUSES, is_stale
 from .kafka import Kafka
-from .timeparse import from_millis, rfc3339, to_millis
-from .topics import DRAIN_FETCH, EVSE_AVAILABILITY, EVSE_AVAILABILITY_WINDOWED, drain
+from .timeparse import from_millis, parse_timestamp, rfc3339, to_millis
+from .topics import DLQ, DRAIN_FETCH, EVSE_AVAILABILITY, EVSE_AVAILABILITY_WINDOWED, drain
 
 log = logging.getLogger("plugstream.view")
 REPLAY_BUFFER = 2000  # events kept for Last-Event-ID resume
 WINDOW_HISTORY = 288  # windows kept per EVSE (24 h of 5-minute windows)
+DEAD_LETTERS_KEPT = 50
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """``cs-11`` after ``cs-2``: digit runs compare as numbers."""
+    return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(text))
 
 
 @dataclass(slots=True)
@@ -59,29 +76,64 @@ class Subscriber:
         self.queue.put_nowait(None)
 
 
+class RateLimitedLog:
+    """One log line per ``interval`` per key; the rest are counted into the next line."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, key: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval) >= self.interval:
+            suppressed = self._suppressed.pop(key, 0)
+            suffix = f" ({suppressed} more since the last report)" if suppressed else ""
+            self.logger.warning(message + suffix, *args)
+            self._last[key] = now
+        else:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+
+
+@dataclass(slots=True)
+class _Raw:
+    value: bytes
+    partition: int
+    offset: int
+    headers: Any  # the writer's schema fingerprint travels in a header (streams/avro.py)
+
+
 class GlobalView:
     def __init__(self, bootstrap: str | Kafka, partitions: int, staleness_ms: int) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.staleness_ms = staleness_ms
-        self.evses: dict[str, dict[str, Any]] = {}
+        self._pending: dict[str, _Raw] = {}  # newest availability record per EVSE since the last decode
+        self.evses: dict[str, dict[str, Any]] = {}  # decoded, JSON-ready
         self.connector_index: dict[str, str] = {}
-        self.windows: dict[str, deque[dict[str, Any]]] = {}
+        self._windows: dict[str, deque[_Raw]] = {}
+        self._window_cache: dict[str, list[dict[str, Any]]] = {}
+        self._dead_letters: deque[_Raw] = deque(maxlen=DEAD_LETTERS_KEPT)
         self.stream_time: int | None = None
         self.sequence = 0
         self.recent: deque[Event] = deque(maxlen=REPLAY_BUFFER)
         self.subscribers: set[Subscriber] = set()
         self.ready = asyncio.Event()
         self.updates = 0
+        self.version = 0  # bumps whenever the decoded EVSE table changes (response caches key on it)
+        self.unreadable: dict[str, int] = {}
         self.applied: dict[tuple[str, int], int] = {}
+        self.last_fetch_ok: float | None = None  # monotonic time of the last fetch round
+        self._unreadable_log = RateLimitedLog(log)
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="view")
-        done, _ = await asyncio.wait(
-            [self._task, asyncio.create_task(self.ready.wait())], return_when=asyncio.FIRST_COMPLETED
-        )
+        waiter = asyncio.ensure_future(self.ready.wait())
+        done, _ = await asyncio.wait([self._task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
         if self._task in done:
             self._task.result()
 
@@ -93,6 +145,13 @@ class GlobalView:
         for subscriber in list(self.subscribers):
             subscriber.offer_end()
 
+    @property
+    def failed(self) -> BaseException | None:
+        task = self._task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()
+
     async def _run(self) -> None:
         consumer = kafka.consumer(self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **DRAIN_FETCH)
         self._consumer = consumer
@@ -100,7 +159,7 @@ class GlobalView:
         try:
             tps = [
                 TopicPartition(t, p)
-                for t in (EVSE_AVAILABILITY, EVSE_AVAILABILITY_WINDOWED)
+                for t in (EVSE_AVAILABILITY, EVSE_AVAILABILITY_WINDOWED, DLQ)
                 for p in range(self.partitions)
             ]
             consumer.assign(tps)
@@ -108,29 +167,74 @@ class GlobalView:
                 consumer.seek(tp, 0)
             for partition_records in (await drain(consumer, tps)).values():
                 for message in partition_records:
-                    self._apply(message, live=False)
+                    self._take(message)
+            self.refresh(live=False)
+            self.last_fetch_ok = time.monotonic()
             self.ready.set()
             while True:
-                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                batches = await consumer.getmany(timeout_ms=500)
+                self.last_fetch_ok = time.monotonic()
+                for messages in batches.values():
                     for message in messages:
-                        self._apply(message, live=True)
+                        self._take(message)
+                if self.subscribers and self._pending:
+                    self.refresh(live=True)  # someone is watching: decode and stream now
         finally:
             await consumer.stop()
 
-    def _apply(self, message: Any, live: bool) -> None:
-        self.applied[(message.topic, message.partition)] = message.offset + 1
-        if message.topic == EVSE_AVAILABILITY_WINDOWED:
-            window = avro.to_jsonable(avro.decode("EvseAvailabilityWindow", message.value))
-            history = self.windows.setdefault(window["evseUid"], deque(maxlen=WINDOW_HISTORY))
-            if not history or history[-1]["windowStart"] < window["windowStart"]:
-                history.append(window)
+    def _take(self, message: Any) -> None:
+        """Keep a fetched record, undecoded."""
+        topic = message.topic
+        self.applied[(topic, message.partition)] = message.offset + 1
+        raw = _Raw(message.value or b"", message.partition, message.offset, message.headers)
+        if topic == EVSE_AVAILABILITY:
+            key = self._key(message)
+            if key is not None:
+                self._pending[key] = raw
+        elif topic == EVSE_AVAILABILITY_WINDOWED:
+            key = self._key(message)
+            if key is not None:
+                self._windows.setdefault(key, deque(maxlen=WINDOW_HISTORY)).append(raw)
+                self._window_cache.pop(key, None)
+        else:
+            self._dead_letters.append(raw)
+
+    def _key(self, message: Any) -> str | None:
+        try:
+            return message.key.decode()
+        except (AttributeError, UnicodeDecodeError):
+            self._poison(message.topic, message.partition, message.offset, "the key is not a UTF-8 EVSE id")
+            return None
+
+    def _poison(self, topic: str, partition: int, offset: int, why: str) -> None:
+        self.unreadable[topic] = self.unreadable.get(topic, 0) + 1
+        self._unreadable_log.warning(
+            topic, "skipping an unreadable record on %s partition %d offset %d: %s", topic, partition, offset, why
+        )
+
+    def refresh(self, live: bool = True) -> None:
+        """Decode what arrived since the last call; queries call this first."""
+        if not self._pending:
             return
-        view = avro.decode("EvseAvailability", message.value)
-        if view["streamTime"] is not None:
-            stream_time = to_millis(view["streamTime"])
-            self.stream_time = stream_time if self.stream_time is None else max(self.stream_time, stream_time)
-        evse = avro.to_jsonable(view)
-        uid = evse["evseUid"]
+        pending, self._pending = self._pending, {}
+        for uid, raw in pending.items():
+            try:
+                evse = avro.to_jsonable(avro.decode_resolved("EvseAvailability", raw.value, raw.headers))
+                if evse["evseUid"] != uid:
+                    raise ValueError(f"key {uid!r} names another EVSE than the record ({evse['evseUid']!r})")
+            except Exception as exc:  # not Avro, or not this schema: the EVSE keeps its last good record
+                self._poison(EVSE_AVAILABILITY, raw.partition, raw.offset, f"{type(exc).__name__}: {exc}")
+                continue
+            self._store(uid, evse)
+            if live:
+                self.sequence += 1
+                event = Event(self.sequence, evse)
+                self.recent.append(event)
+                for subscriber in list(self.subscribers):
+                    subscriber.offer(event)
+        self.version += 1
+
+    def _store(self, uid: str, evse: dict[str, Any]) -> None:
         previous = self.evses.get(uid)
         if previous is not None:
             for connector in previous["connectors"]:
@@ -138,25 +242,119 @@ class GlobalView:
         self.evses[uid] = evse
         for connector in evse["connectors"]:
             self.connector_index[connector["connectorUid"]] = uid
+        if evse["streamTime"] is not None:
+            stream_time = to_millis(parse_timestamp(evse["streamTime"]))
+            if self.stream_time is None or stream_time > self.stream_time:
+                self.stream_time = stream_time
         self.updates += 1
-        if live:
-            self.sequence += 1
-            event = Event(self.sequence, evse)
-            self.recent.append(event)
-            for subscriber in list(self.subscribers):
-                subscriber.offer(event)
 
     # -- queries --------------------------------------------------------------------------
     def current(self, evse: dict[str, Any]) -> dict[str, Any]:
         """The record with staleness re-evaluated against the newest stream time seen."""
         last_seen = evse["lastSeenTimestamp"]
-        seen_ms = None if last_seen is None else to_millis(_parse(last_seen))
+        seen_ms = None if last_seen is None else to_millis(parse_timestamp(last_seen))
         stale = is_stale(seen_ms, self.stream_time, self.staleness_ms)
-        stream = None if self.stream_time is None else rfc3339(from_millis(self.stream_time))
-        return {**evse, "stale": stale, "streamTime": stream}
+        return {**evse, "stale": stale, "streamTime": self.stream_time_text()}
+
+    def stream_time_text(self) -> str | None:
+        return None if self.stream_time is None else rfc3339(from_millis(self.stream_time))
+
+    def windows(self, uid: str) -> list[dict[str, Any]]:
+        """Closed windows of one EVSE, oldest first (a redelivered window counts once)."""
+        cached = self._window_cache.get(uid)
+        if cached is not None:
+            return cached
+        by_start: dict[str, dict[str, Any]] = {}
+        for raw in self._windows.get(uid, ()):
+            try:
+                window = avro.to_jsonable(avro.decode_resolved("EvseAvailabilityWindow", raw.value, raw.headers))
+            except Exception as exc:
+                self._poison(EVSE_AVAILABILITY_WINDOWED, raw.partition, raw.offset, f"{type(exc).__name__}: {exc}")
+                continue
+            by_start[window["windowStart"]] = window
+        windows = [by_start[start] for start in sorted(by_start)]
+        self._window_cache[uid] = windows
+        return windows
+
+    def fleet_windows(self) -> list[dict[str, Any]]:
+        """Per window start, over every EVSE: connector-weighted available share and totals."""
+        fleet: dict[str, dict[str, Any]] = {}
+        for uid in self._windows:
+            for window in self.windows(uid):
+                slot = fleet.setdefault(
+                    window["windowStart"],
+                    {
+                        "windowStart": window["windowStart"],
+                        "windowEnd": window["windowEnd"],
+                        "evses": 0,
+                        "connectorsTotal": 0,
+                        "available": 0,
+                        "_weighted": 0.0,
+                        "_weight": 0,
+                    },
+                )
+                slot["evses"] += 1
+                slot["connectorsTotal"] += window["connectorsTotal"]
+                slot["available"] += window["available"]
+                if window["availableShare"] is not None:
+                    slot["_weighted"] += window["availableShare"] * window["connectorsTotal"]
+                    slot["_weight"] += window["connectorsTotal"]
+        result = []
+        for start in sorted(fleet):
+            slot = fleet[start]
+            weight = slot.pop("_weight")
+            weighted = slot.pop("_weighted")
+            slot["availableShare"] = weighted / weight if weight else None
+            result.append(slot)
+        return result
+
+    def dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        """The newest dead letters, newest first (payload shown as text, shortened)."""
+        letters = []
+        for raw in reversed(self._dead_letters):
+            try:
+                letter = avro.decode_resolved("DeadLetter", raw.value, raw.headers)
+            except Exception as exc:
+                self._poison(DLQ, raw.partition, raw.offset, f"{type(exc).__name__}: {exc}")
+                continue
+            payload = letter.pop("payload") or b""
+            letter.pop("key", None)
+            letter = avro.to_jsonable(letter)
+            letter["payloadPreview"] = payload[:200].decode("utf-8", "replace")
+            letters.append(letter)
+            if len(letters) >= limit:
+                break
+        return letters
+
+    def summary(self) -> dict[str, Any]:
+        """Fleet totals for the dashboard tiles: EVSEs and connectors, per status and source."""
+        self.refresh()
+        counts = dict.fromkeys(STATUSES, 0)
+        by_source: dict[str, dict[str, int]] = {}
+        connectors = available = stale = 0
+        for evse in self.evses.values():
+            for status, n in evse["statusCounts"].items():
+                counts[status] = counts.get(status, 0) + n
+            connectors += evse["connectorsTotal"]
+            available += evse["available"]
+            slot = by_source.setdefault(evse["source"], {"evses": 0, "connectors": 0, "available": 0})
+            slot["evses"] += 1
+            slot["connectors"] += evse["connectorsTotal"]
+            slot["available"] += evse["available"]
+            if self.current(evse)["stale"]:
+                stale += 1
+        return {
+            "evses": len(self.evses),
+            "connectors": connectors,
+            "availableConnectors": available,
+            "connectorsByStatus": counts,
+            "staleEvses": stale,
+            "bySource": by_source,
+            "streamTime": self.stream_time_text(),
+        }
 
     def lag(self) -> dict[str, int]:
-        """Records on the output topics not yet applied to this view, per topic."""
+        """Records on the output topics not yet taken into this view, per topic."""
         consumer = self._consumer
         lag: dict[str, int] = {}
         if consumer is None:
@@ -183,9 +381,3 @@ class GlobalView:
         if event_id < self.recent[0].id - 1:
             return None
         return [e for e in self.recent if e.id > event_id]
-
-
-def _parse(text: str) -> Any:
-    from .timeparse import parse_timestamp
-
-    return parse_timestamp(text)

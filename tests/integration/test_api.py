@@ -10,7 +10,9 @@ import pytest
 from aiohttp import ClientSession
 
 from streams.config import Settings
-from streams.runner import LocalPipeline, publish
+from streams.engine import NativeEngine
+from streams.runner import publish
+from streams.status import LiveStatus
 from streams.view import GlobalView
 from streams.web import build_app, serve
 
@@ -25,7 +27,7 @@ class Worker:
 
     def __init__(self, bootstrap: str, port: int, token: str | None = None, group: bool = False) -> None:
         self.settings = Settings(partitions=3)
-        self.pipeline = LocalPipeline(self.settings, bootstrap, group=group)
+        self.pipeline = NativeEngine(self.settings, bootstrap, group=group)
         self.view = GlobalView(bootstrap, 3, int(self.settings.staleness_seconds * 1000))
         self.port, self.token = port, token
         self.url = f"http://127.0.0.1:{port}"
@@ -33,7 +35,8 @@ class Worker:
     async def __aenter__(self) -> Worker:
         await self.pipeline.start()
         await self.view.start()
-        self.runner = await serve(build_app(self.pipeline, self.view, self.token), "127.0.0.1", self.port)
+        app = build_app(self.view, LiveStatus(self.pipeline), self.token)
+        self.runner = await serve(app, "127.0.0.1", self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -59,9 +59,9 @@ async def test_valid_records_give_exact_tables_and_every_bad_one_is_dead_lettere
 
     with EmbeddedBroker() as broker:
         from streams.config import Settings
-        from streams.runner import LocalPipeline
+        from streams.engine import NativeEngine
 
-        pipeline = LocalPipeline(Settings(partitions=3), broker.bootstrap)
+        pipeline = NativeEngine(Settings(partitions=3), broker.bootstrap)
         await pipeline.start()
         try:
             ends: dict[tuple[str, int], int] = {}

@@ -11,7 +11,8 @@ import pytest
 
 from streams import avro
 from streams.config import Settings
-from streams.runner import LocalPipeline, publish, read_windows, snapshot
+from streams.engine import NativeEngine
+from streams.runner import publish, read_windows, snapshot, with_replay_dead_letters
 from streams.topics import CONNECTOR_CHANGES, CONNECTOR_STATUS, DLQ, EVSE_AVAILABILITY, read_to_end
 
 from ..helpers import FIXTURES
@@ -25,14 +26,13 @@ async def dead_letters(bootstrap: str) -> list[dict]:
     return [avro.decode("DeadLetter", m.value) for ms in (await read_to_end(bootstrap, DLQ)).values() for m in ms]
 
 
-async def run_log(bootstrap: str, paths: list[Path], partitions: int) -> tuple[LocalPipeline, dict]:
-    pipeline = LocalPipeline(Settings(partitions=partitions), bootstrap)
+async def run_log(bootstrap: str, paths: list[Path], partitions: int) -> tuple[NativeEngine, dict]:
+    pipeline = NativeEngine(Settings(partitions=partitions), bootstrap)
     await pipeline.start()
     try:
         report = await publish(bootstrap, paths, partitions, progress=False)
         await pipeline.wait_processed(report.raw_end_offsets, timeout=60)
-        stats = pipeline.stats()
-        stats["rejected"] += report.dead_letters
+        stats = with_replay_dead_letters(pipeline.stats(), report)
         return pipeline, {"evses": pipeline.evses(), "windows": await read_windows(bootstrap), "stats": stats}
     finally:
         await pipeline.stop()

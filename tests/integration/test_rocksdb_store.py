@@ -9,7 +9,8 @@ import pytest
 
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
-from streams.runner import LocalPipeline, publish
+from streams.engine import NativeEngine
+from streams.runner import publish
 from streams.simulate import make_log
 
 from .test_pipeline import run_log
@@ -18,8 +19,8 @@ from .workers import PARTITIONS, write_log
 pytestmark = pytest.mark.integration
 
 
-async def run(bootstrap: str, settings: Settings, paths: list[Path]) -> tuple[LocalPipeline, list[dict], dict]:
-    pipeline = LocalPipeline(settings, bootstrap)
+async def run(bootstrap: str, settings: Settings, paths: list[Path]) -> tuple[NativeEngine, list[dict], dict]:
+    pipeline = NativeEngine(settings, bootstrap)
     await pipeline.start()
     try:
         report = await publish(bootstrap, paths, settings.partitions, progress=False)
