@@ -73,7 +73,7 @@ async def publish(bootstrap: str, records: int, evse_count: int, seed: int) -> d
             await batcher.add(RAW_TOPICS[source], key, payload, clock_ms)
             clock_ms += STEP_MS
             if n % 20_000 == 0 or n == records:  # flush (and report) every 20k records
-                for meta, count in await batcher.flush():
+                for meta, count, _ in await batcher.flush():
                     slot = (meta.topic, meta.partition)
                     ends[slot] = max(ends.get(slot, 0), meta.offset + count)
                 if n % 100_000 == 0 or n == records:

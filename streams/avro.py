@@ -31,7 +31,7 @@ import fastavro
 from fastavro.schema import fingerprint as _fingerprint
 from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
 
-from .codec import compile_codec
+from .codec import compile_codec, compile_json_decoder
 from .timeparse import rfc3339
 
 NAMESPACE = "plugstream"
@@ -60,6 +60,23 @@ def schema(name: str) -> dict[str, Any]:
 def codec(name: str) -> tuple[Any, Any]:
     """The compiled (encode, decode) pair for a schema (see ``streams/codec.py``)."""
     return compile_codec(schema(name))
+
+
+@cache
+def json_decoder(name: str) -> Any:
+    return compile_json_decoder(schema(name))
+
+
+def decode_json(name: str, payload: bytes, headers: Any = None) -> dict[str, Any]:
+    """:func:`decode_resolved`, JSON-ready (RFC 3339 times): what dumps and the HTTP API show."""
+    writer = _writer_fingerprint(headers)
+    if writer is None or writer == fingerprint(schema(name)):
+        try:
+            return json_decoder(name)(payload)
+        except Exception:
+            if writer is not None or not history(name):
+                raise
+    return to_jsonable(decode_resolved(name, payload, headers))
 
 
 def encode(name: str, record: dict[str, Any], schema_id: int | None = None) -> bytes:

@@ -67,9 +67,37 @@ def _millis(value: Any) -> int:
     return value if value.__class__ is int else to_millis(value) if isinstance(value, datetime) else int(value)
 
 
+_TIME_TEXT: dict[int, str] = {}
+_TEXT_TIME: dict[str, int] = {}  # the reverse of _TIME_TEXT
+
+
+def millis_text(millis: int) -> str:
+    """RFC 3339 UTC text of epoch ms (memoized: the same times recur across records)."""
+    text = _TIME_TEXT.get(millis)
+    if text is None:
+        if len(_TIME_TEXT) >= 65_536:
+            _TIME_TEXT.clear()
+            _TEXT_TIME.clear()
+        moment = from_millis(millis)
+        text = _TIME_TEXT[millis] = moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond // 1000:03d}Z"
+        _TEXT_TIME[text] = millis
+    return text
+
+
+def text_millis(text: str) -> int:
+    """Epoch ms of a time :func:`millis_text` wrote (memoized the other way round)."""
+    millis = _TEXT_TIME.get(text)
+    if millis is None:
+        from .timeparse import parse_timestamp
+
+        millis = to_millis(parse_timestamp(text))
+    return millis
+
+
 class _Compiler:
-    def __init__(self, named: dict[str, Any]) -> None:
+    def __init__(self, named: dict[str, Any], json_ready: bool = False) -> None:
         self.named = named
+        self.json_ready = json_ready
         self.consts: dict[str, Any] = {
             "write_long": write_long,
             "read_long": read_long,
@@ -77,6 +105,7 @@ class _Compiler:
             "unpack_d": _DOUBLE.unpack_from,
             "millis": _millis,
             "from_millis": from_millis,
+            "millis_text": millis_text,
             "SMALL": _SMALL[64:],
         }
         self.counter = 0
@@ -186,7 +215,8 @@ class _Compiler:
         logical = schema.get("logicalType") if isinstance(schema, dict) else None
         if logical == "timestamp-millis":
             var = self.name("t")
-            return [f"{indent}{var}, p = read_long(buf, p)", f"{indent}{target} = from_millis({var})"]
+            convert = "millis_text" if self.json_ready else "from_millis"
+            return [f"{indent}{var}, p = read_long(buf, p)", f"{indent}{target} = {convert}({var})"]
         if kind == "null":
             return [f"{indent}{target} = None"]
         if kind == "boolean":
@@ -205,7 +235,12 @@ class _Compiler:
             return [f"{indent}{target} = unpack_d(buf, p)[0]", f"{indent}p += 8"]
         if kind in ("string", "bytes"):
             size = self.name("z")
-            value = f"buf[p:p + {size}].decode()" if kind == "string" else f"bytes(buf[p:p + {size}])"
+            if kind == "string":
+                value = f"buf[p:p + {size}].decode()"
+            elif self.json_ready:
+                value = f"bytes(buf[p:p + {size}]).decode('utf-8', 'replace')"
+            else:
+                value = f"bytes(buf[p:p + {size}])"
             return [
                 f"{indent}{size} = buf[p]",
                 f"{indent}if {size} < 0x80:",  # lengths < 64: one byte
@@ -252,6 +287,24 @@ class _Compiler:
                 lines.append(f"{indent}        {var}[{key}] = {item}")
             return [*lines, f"{indent}{target} = {var}"]
         raise ValueError(f"unsupported Avro type {schema!r}")
+
+
+def compile_json_decoder(parsed: dict[str, Any]) -> Callable[[bytes], dict[str, Any]]:
+    """A decoder giving JSON-ready values straight away: times as RFC 3339 UTC text
+    (``2026-03-01T10:00:00.000Z``), bytes as UTF-8 text — what the HTTP API serves, without a
+    second pass over the decoded record."""
+    compiler = _Compiler(parsed.get("__named_schemas", {}), json_ready=True)
+    source = [
+        "def decode(buf):",
+        "    p = 0",
+        *compiler.dec(parsed, "result", "    "),
+        "    if p != len(buf):",
+        "        raise ValueError(f'{len(buf) - p} trailing bytes')",
+        "    return result",
+    ]
+    namespace = dict(compiler.consts)
+    exec("\n".join(source), namespace)
+    return namespace["decode"]
 
 
 def compile_codec(parsed: dict[str, Any]) -> tuple[Callable[[Any], bytes], Callable[[bytes], dict[str, Any]]]:

@@ -105,13 +105,18 @@ class Stage1Stats:
 
 
 class Batcher:
-    """Collects records per (topic, partition) and sends each as one producer batch."""
+    """Collects records per (topic, partition) and sends each as one producer batch.
+
+    A record may carry a ``tag``; :meth:`flush` hands each batch's tags back in order, so the
+    caller learns which offset every tagged record got (the in-process :class:`Handoff`).
+    """
 
     def __init__(self, producer: AIOKafkaProducer, partitions: int) -> None:
         self.producer = producer
         self.partitions = partitions
         self.pending: dict[tuple[str, int], Any] = {}
-        self.futures: list[tuple[asyncio.Future[Any], int]] = []
+        self.tags: dict[tuple[str, int], list[Any]] = {}
+        self.futures: list[tuple[asyncio.Future[Any], int, list[Any] | None]] = []
 
     async def add(
         self,
@@ -121,6 +126,7 @@ class Batcher:
         timestamp_ms: int | None,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
+        tag: Any = None,
     ) -> None:
         if partition is None:
             partition = partition_for(key or b"", self.partitions)
@@ -133,24 +139,77 @@ class Batcher:
             batch = self.pending[slot] = self.producer.create_batch()
             if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=headers or _NO_HEADERS) is None:
                 raise ValueError(f"record of {len(value)} bytes does not fit a producer batch")
+        if tag is not None:
+            self.tags.setdefault(slot, []).append(tag)
 
     async def _send(self, slot: tuple[str, int], batch: Any) -> None:
         topic, partition = slot
         count = batch.record_count()
-        self.futures.append((await self.producer.send_batch(batch, topic, partition=partition), count))
+        tags = self.tags.pop(slot, None)
+        if tags is not None and len(tags) != count:
+            tags = None  # tagged and untagged records shared this batch: offsets unknown, drop them
+        self.futures.append((await self.producer.send_batch(batch, topic, partition=partition), count, tags))
 
-    async def flush(self) -> list[tuple[Any, int]]:
+    async def flush(self) -> list[tuple[Any, int, list[Any] | None]]:
         """Send everything pending and wait for every acknowledgement (raises on failure).
 
-        Returns ``(RecordMetadata of the batch's first record, records in the batch)``.
+        Returns ``(RecordMetadata of the batch's first record, records in the batch, their
+        tags or None)``.
         """
         for slot, batch in list(self.pending.items()):
             if batch.record_count():
                 await self._send(slot, batch)
         self.pending.clear()
         sent, self.futures = self.futures, []
-        metas = await asyncio.gather(*(future for future, _ in sent))
-        return list(zip(metas, (count for _, count in sent), strict=True))
+        metas = await asyncio.gather(*(future for future, _, _ in sent))
+        return [(meta, count, tags) for meta, (_, count, tags) in zip(metas, sent, strict=True)]
+
+
+class Handoff:
+    """Canonical records stage 1 produced, waiting for stage 2 in the same process.
+
+    Stage 2 still consumes every ``connector-status`` record from Kafka (its offsets are what
+    exactly-once state is stamped with), but for a partition this process owns it takes the
+    record object stage 1 built instead of decoding the bytes — once it has checked the bytes
+    on the topic are the very bytes stage 1 encoded from that object (``tests/test_handoff.py``
+    proves the two paths give the same state and outputs). Bounded: past ``limit`` waiting
+    records (stage 2 far behind) nothing more is kept and stage 2 decodes.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.by_partition: dict[int, dict[int, tuple[bytes, Any]]] = {}
+        self.size = 0
+        self.taken = 0
+        self.decoded = 0
+
+    def open(self, partition: int) -> None:
+        self.by_partition.setdefault(partition, {})
+
+    def close(self, partition: int) -> None:
+        self.size -= len(self.by_partition.pop(partition, {}))
+
+    def put(self, partition: int, first_offset: int, tags: list[tuple[bytes, Any]]) -> None:
+        waiting = self.by_partition.get(partition)
+        if waiting is None or self.size + len(tags) > self.limit:
+            return
+        for index, tag in enumerate(tags):
+            waiting[first_offset + index] = tag
+        self.size += len(tags)
+
+    def take(self, partition: int, offset: int, value: bytes | None) -> Any:
+        """The record produced at (partition, offset) if it is still here and ``value`` is
+        exactly what was produced there; else None (decode)."""
+        waiting = self.by_partition.get(partition)
+        if waiting:
+            tag = waiting.pop(offset, None)
+            if tag is not None:
+                self.size -= 1
+                if tag[0] == value:
+                    self.taken += 1
+                    return tag[1]
+        self.decoded += 1
+        return None
 
 
 def dead_letter(message: Any, source: str | None, rejection: Rejection, stage: str) -> bytes:
@@ -181,12 +240,14 @@ class NormalizeStage:
         bootstrap: str | Kafka,
         group: bool = True,
         on_produced: Callable[[int, int], None] | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.group = group
         self.stats = Stage1Stats()
         self.on_produced = on_produced
+        self.handoff = handoff
         self.positions: dict[TopicPartition, int] = {}
         self._stop = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -231,10 +292,13 @@ class NormalizeStage:
                 acks = await batcher.flush()
                 for tp, messages in batches.items():
                     self.positions[tp] = messages[-1].offset + 1
-                if self.on_produced is not None:
-                    for meta, count in acks:
-                        if meta.topic == CONNECTOR_STATUS:
-                            self.on_produced(meta.partition, meta.offset + count - 1)
+                handoff, on_produced = self.handoff, self.on_produced
+                for meta, count, tags in acks:
+                    if meta.topic == CONNECTOR_STATUS:
+                        if on_produced is not None:
+                            on_produced(meta.partition, meta.offset + count - 1)
+                        if handoff is not None and tags is not None:
+                            handoff.put(meta.partition, meta.offset, tags)
                 if self.group:
                     await consumer.commit()
         finally:
@@ -267,11 +331,12 @@ class NormalizeStage:
             stats.statusRecords += 1
             key = record.evseUid.encode()
             value = avro.encode("ConnectorStatus", record.__dict__)
+            tag = (value, record) if self.handoff is not None else None
             if record.source is Source.ocpp:  # a charge point's EVSEs share a partition (core.partition_key)
                 partition = partition_for(partition_key(record).encode(), self.settings.partitions)
-                await batcher.add(CONNECTOR_STATUS, key, value, message.timestamp, partition=partition)
+                await batcher.add(CONNECTOR_STATUS, key, value, message.timestamp, partition=partition, tag=tag)
             else:
-                await batcher.add(CONNECTOR_STATUS, key, value, message.timestamp)
+                await batcher.add(CONNECTOR_STATUS, key, value, message.timestamp, tag=tag)
 
     async def _reject(self, message: Any, source: str, rejection: Rejection, batcher: Batcher) -> None:
         self.stats.rejected += 1
@@ -347,10 +412,13 @@ def policy_for(settings: Settings) -> Policy:
 class AggregateStage:
     """Stage 2. Owns a set of ``connector-status`` partitions and their state."""
 
-    def __init__(self, settings: Settings, bootstrap: str | Kafka, group: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, bootstrap: str | Kafka, group: bool = True, handoff: Handoff | None = None
+    ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.group = group
+        self.handoff = handoff
         self.policy = policy_for(settings)
         self.states: dict[int, PartitionState] = {}
         self.stores = OpenStores(
@@ -382,6 +450,8 @@ class AggregateStage:
         changelog from there to its fetch high watermark, streamed (constant memory)."""
         states, starts = {}, {}
         for partition in partitions:
+            if self.handoff is not None:  # records stage 1 produces from now on can be handed over
+                self.handoff.open(partition)
             store = self.stores.open(partition)
             state = PartitionState(partition, store)
             changelog_offset, meta = store.checkpoint()
@@ -550,7 +620,7 @@ class AggregateStage:
             await batcher.add(self.changelog, META_KEY, state.meta(), state.stream_time, partition=partition)
         acks = await batcher.flush()
         changelog_ends: dict[int, int] = {}
-        for meta, count in acks:
+        for meta, count, _ in acks:
             end = meta.offset + count - 1
             if changelog_ends.get(meta.partition, -1) < end:
                 changelog_ends[meta.partition] = end
@@ -566,8 +636,10 @@ class AggregateStage:
         touched: dict[str, EvseState],
         batcher: Batcher,
     ) -> None:
+        record = None if self.handoff is None else self.handoff.take(message.partition, message.offset, message.value)
         try:
-            record = construct_status(avro.decode("ConnectorStatus", message.value or b""))
+            if record is None:
+                record = construct_status(avro.decode("ConnectorStatus", message.value or b""))
         except Exception as exc:  # only stage 1 should write here; anything else is dead-lettered
             state.counters["rejected"] = state.counters.get("rejected", 0) + 1
             rejection = Rejection("malformed_avro", f"not a ConnectorStatus record: {type(exc).__name__}: {exc}")
@@ -716,6 +788,8 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.stage._lock:
             for tp in revoked:
+                if self.stage.handoff is not None:
+                    self.stage.handoff.close(tp.partition)
                 if self.stage.states.pop(tp.partition, None) is not None:
                     self.stage.stores.close(tp.partition)
 
@@ -758,8 +832,9 @@ class NativeEngine:
         self.group = group
         self.produced: dict[int, int] = {}
         self.tasks: list[asyncio.Task[None]] = []
-        self.normalize = NormalizeStage(settings, bootstrap, group, on_produced=self._produced)
-        self.aggregate = AggregateStage(settings, bootstrap, group)
+        self.handoff = Handoff()
+        self.normalize = NormalizeStage(settings, bootstrap, group, on_produced=self._produced, handoff=self.handoff)
+        self.aggregate = AggregateStage(settings, bootstrap, group, handoff=self.handoff)
         self.policy = self.aggregate.policy
         self._producer_cm: Any = None
 

@@ -258,7 +258,7 @@ async def publish(
 
 
 async def _note_offsets(batcher: Batcher, report: ReplayReport) -> None:
-    for meta, count in await batcher.flush():
+    for meta, count, _ in await batcher.flush():
         if meta.topic.startswith("raw."):
             slot = (meta.topic, meta.partition)
             report.raw_end_offsets[slot] = max(report.raw_end_offsets.get(slot, 0), meta.offset + count)

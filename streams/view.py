@@ -27,14 +27,17 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from . import avro, kafka
+from .codec import text_millis
 from .core import STATUSES, is_stale
 from .kafka import Kafka
-from .timeparse import from_millis, parse_timestamp, rfc3339, to_millis
+from .timeparse import from_millis, rfc3339
 from .topics import DLQ, DRAIN_FETCH, EVSE_AVAILABILITY, EVSE_AVAILABILITY_WINDOWED, drain
 
 log = logging.getLogger("plugstream.view")
@@ -44,6 +47,7 @@ DEAD_LETTERS_KEPT = 50
 _DIGITS = re.compile(r"(\d+)")
 
 
+@lru_cache(maxsize=200_000)
 def natural_key(text: str) -> tuple[Any, ...]:
     """``cs-11`` after ``cs-2``: digit runs compare as numbers."""
     return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(text))
@@ -53,6 +57,9 @@ def natural_key(text: str) -> tuple[Any, ...]:
 class Event:
     id: int
     evse: dict[str, Any]
+    #: (stream time it was rendered at, the current record, its SSE bytes): shared by every
+    #: subscriber, so a change is serialized once however many clients watch
+    rendered: tuple[int | None, dict[str, Any], bytes] | None = None
 
 
 @dataclass(eq=False)  # identity semantics: kept in a set
@@ -111,6 +118,10 @@ class GlobalView:
         self.staleness_ms = staleness_ms
         self._pending: dict[str, _Raw] = {}  # newest availability record per EVSE since the last decode
         self.evses: dict[str, dict[str, Any]] = {}  # decoded, JSON-ready
+        self.seen_ms: dict[str, int | None] = {}  # lastSeenTimestamp per EVSE, epoch ms
+        self.last_query = -1e9
+        self._items: list[dict[str, Any]] = []
+        self._items_key: tuple[int, int | None] | None = None
         self.connector_index: dict[str, str] = {}
         self._windows: dict[str, deque[_Raw]] = {}
         self._window_cache: dict[str, list[dict[str, Any]]] = {}
@@ -168,7 +179,7 @@ class GlobalView:
             for partition_records in (await drain(consumer, tps)).values():
                 for message in partition_records:
                     self._take(message)
-            self.refresh(live=False)
+            self.refresh()
             self.last_fetch_ok = time.monotonic()
             self.ready.set()
             while True:
@@ -177,8 +188,9 @@ class GlobalView:
                 for messages in batches.values():
                     for message in messages:
                         self._take(message)
-                if self.subscribers and self._pending:
-                    self.refresh(live=True)  # someone is watching: decode and stream now
+                watched = self.subscribers or time.monotonic() - self.last_query < 10
+                if self._pending and watched:
+                    self.refresh(budget=0.02)  # someone is watching: decode (a bounded slice) now
         finally:
             await consumer.stop()
 
@@ -212,29 +224,51 @@ class GlobalView:
             topic, "skipping an unreadable record on %s partition %d offset %d: %s", topic, partition, offset, why
         )
 
-    def refresh(self, live: bool = True) -> None:
-        """Decode what arrived since the last call; queries call this first."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, {}
-        for uid, raw in pending.items():
+    def refresh(self, budget: float | None = None) -> bool:
+        """Decode what arrived since the last call, for at most ``budget`` seconds (all of it
+        when None); True when nothing is left pending. Queries call this first with a small
+        budget, so a query on a busy machine answers from a slightly older view rather than
+        waiting for thousands of decodes (the rest is decoded by the next call)."""
+        pending = self._pending
+        if not pending:
+            return True
+        deadline = None if budget is None else time.perf_counter() + budget
+        live = self.ready.is_set()
+        decoded = 0
+        while pending:
+            uid, raw = pending.popitem()
             try:
-                evse = avro.to_jsonable(avro.decode_resolved("EvseAvailability", raw.value, raw.headers))
-                if evse["evseUid"] != uid:
-                    raise ValueError(f"key {uid!r} names another EVSE than the record ({evse['evseUid']!r})")
+                record = avro.decode_json("EvseAvailability", raw.value, raw.headers)
+                if record["evseUid"] != uid:
+                    raise ValueError(f"key {uid!r} names another EVSE than the record ({record['evseUid']!r})")
             except Exception as exc:  # not Avro, or not this schema: the EVSE keeps its last good record
                 self._poison(EVSE_AVAILABILITY, raw.partition, raw.offset, f"{type(exc).__name__}: {exc}")
                 continue
-            self._store(uid, evse)
-            if live:
+            evse = self._store(uid, record)
+            decoded += 1
+            if live and self.subscribers:
                 self.sequence += 1
                 event = Event(self.sequence, evse)
                 self.recent.append(event)
                 for subscriber in list(self.subscribers):
                     subscriber.offer(event)
-        self.version += 1
+            elif live:
+                self.sequence += 1
+                self.recent.append(Event(self.sequence, evse))
+            if deadline is not None and decoded % 32 == 0 and time.perf_counter() > deadline:
+                break
+        if decoded:
+            self.version += 1
+        return not pending
 
-    def _store(self, uid: str, evse: dict[str, Any]) -> None:
+    def _store(self, uid: str, evse: dict[str, Any]) -> dict[str, Any]:
+        """Keep a decoded (JSON-ready) record, with its times in ms beside it."""
+        last_seen, stream_time = evse["lastSeenTimestamp"], evse["streamTime"]
+        self.seen_ms[uid] = None if last_seen is None else text_millis(last_seen)
+        if stream_time is not None:
+            stream_ms = text_millis(stream_time)
+            if self.stream_time is None or stream_ms > self.stream_time:
+                self.stream_time = stream_ms
         previous = self.evses.get(uid)
         if previous is not None:
             for connector in previous["connectors"]:
@@ -242,19 +276,35 @@ class GlobalView:
         self.evses[uid] = evse
         for connector in evse["connectors"]:
             self.connector_index[connector["connectorUid"]] = uid
-        if evse["streamTime"] is not None:
-            stream_time = to_millis(parse_timestamp(evse["streamTime"]))
-            if self.stream_time is None or stream_time > self.stream_time:
-                self.stream_time = stream_time
         self.updates += 1
+        return evse
+
+    def touch(self) -> None:
+        """A query arrived: keep decoding in the background for a while."""
+        self.last_query = time.monotonic()
 
     # -- queries --------------------------------------------------------------------------
     def current(self, evse: dict[str, Any]) -> dict[str, Any]:
         """The record with staleness re-evaluated against the newest stream time seen."""
-        last_seen = evse["lastSeenTimestamp"]
-        seen_ms = None if last_seen is None else to_millis(parse_timestamp(last_seen))
-        stale = is_stale(seen_ms, self.stream_time, self.staleness_ms)
+        stale = is_stale(self.seen_ms.get(evse["evseUid"]), self.stream_time, self.staleness_ms)
         return {**evse, "stale": stale, "streamTime": self.stream_time_text()}
+
+    def render(self, event: Event) -> tuple[dict[str, Any], bytes]:
+        """The event's current record and its SSE frame, computed once per stream time."""
+        rendered = event.rendered
+        if rendered is None or rendered[0] != self.stream_time:
+            evse = self.current(event.evse)
+            frame = b"id: %d\nevent: evse\ndata: " % event.id + orjson.dumps(evse) + b"\n\n"
+            rendered = event.rendered = (self.stream_time, evse, frame)
+        return rendered[1], rendered[2]
+
+    def current_items(self) -> list[dict[str, Any]]:
+        """Every EVSE as :meth:`current` gives it; computed once per view version."""
+        key = (self.version, self.stream_time)
+        if self._items_key != key:
+            self._items = [self.current(evse) for evse in self.evses.values()]
+            self._items_key = key
+        return self._items
 
     def stream_time_text(self) -> str | None:
         return None if self.stream_time is None else rfc3339(from_millis(self.stream_time))
@@ -267,7 +317,7 @@ class GlobalView:
         by_start: dict[str, dict[str, Any]] = {}
         for raw in self._windows.get(uid, ()):
             try:
-                window = avro.to_jsonable(avro.decode_resolved("EvseAvailabilityWindow", raw.value, raw.headers))
+                window = avro.decode_json("EvseAvailabilityWindow", raw.value, raw.headers)
             except Exception as exc:
                 self._poison(EVSE_AVAILABILITY_WINDOWED, raw.partition, raw.offset, f"{type(exc).__name__}: {exc}")
                 continue
@@ -328,7 +378,6 @@ class GlobalView:
 
     def summary(self) -> dict[str, Any]:
         """Fleet totals for the dashboard tiles: EVSEs and connectors, per status and source."""
-        self.refresh()
         counts = dict.fromkeys(STATUSES, 0)
         by_source: dict[str, dict[str, int]] = {}
         connectors = available = stale = 0
@@ -341,7 +390,7 @@ class GlobalView:
             slot["evses"] += 1
             slot["connectors"] += evse["connectorsTotal"]
             slot["available"] += evse["available"]
-            if self.current(evse)["stale"]:
+            if is_stale(self.seen_ms.get(evse["evseUid"]), self.stream_time, self.staleness_ms):
                 stale += 1
         return {
             "evses": len(self.evses),

@@ -47,6 +47,8 @@ SOURCES = {s.value for s in Source}
 STATUSES = {s.value for s in Status}
 STANDARDS = {s.value for s in ConnectorStandard}
 MAX_OFFSET = 1_000_000_000
+#: How long a query may spend decoding what arrived since the last one.
+QUERY_REFRESH_SECONDS = 0.02
 TOKEN_COOKIE = "plugstream_token"
 _INT = re.compile(r"[0-9]{1,10}")
 _NUMBER = re.compile(r"-?[0-9]{1,10}(?:\.[0-9]{1,12})?")
@@ -263,9 +265,11 @@ def build_app(view: GlobalView, status: StatusSource, api_token: str | None = No
             logging.getLogger("plugstream.web").exception("error answering %s", request.path)
             return _json({"error": f"internal error: {type(exc).__name__}"}, 500)
 
-    def current_items() -> list[dict[str, Any]]:
-        view.refresh()
-        return [view.current(evse) for evse in view.evses.values()]
+    def fresh() -> None:
+        """Bring the view up to date, within a small time budget (a busy machine answers from
+        a slightly older view rather than late; the view keeps decoding in the background)."""
+        view.touch()
+        view.refresh(budget=QUERY_REFRESH_SECONDS)
 
     async def health(request: web.Request) -> web.Response:
         check_params(request.query, ())
@@ -286,7 +290,7 @@ def build_app(view: GlobalView, status: StatusSource, api_token: str | None = No
     async def stats(request: web.Request) -> web.Response:
         check_params(request.query, ())
         latest = status.latest() if status.attached else None
-        view.refresh()
+        fresh()
         worker = latest or {}
         rates.observe(worker.get("stats", {}))
         body = {
@@ -307,6 +311,7 @@ def build_app(view: GlobalView, status: StatusSource, api_token: str | None = No
 
     async def summary(request: web.Request) -> web.Response:
         check_params(request.query, ())
+        fresh()
         return _json(view.summary())
 
     async def evse_list(request: web.Request) -> web.Response:
@@ -317,14 +322,15 @@ def build_app(view: GlobalView, status: StatusSource, api_token: str | None = No
         sort = _choice(query, "sort", set(SORTS)) or "evseUid"
         descending = (_choice(query, "order", {"asc", "desc"}) or "asc") == "desc"
         keep = evse_filter(query)
-        items = [item for item in current_items() if keep(item)]
+        fresh()
+        items = [item for item in view.current_items() if keep(item)]
         items.sort(key=SORTS[sort], reverse=descending)
         page = items[offset : offset + limit]  # type: ignore[operator]
         return _json({"total": len(items), "limit": limit, "offset": offset, "items": page})
 
     async def evse_one(request: web.Request) -> web.Response:
         check_params(request.query, ())
-        view.refresh()
+        fresh()
         uid = request.match_info["evseUid"]
         evse = view.evses.get(uid)
         if evse is None:
@@ -345,7 +351,7 @@ def build_app(view: GlobalView, status: StatusSource, api_token: str | None = No
 
     async def evse_windows(request: web.Request) -> web.Response:
         start, end = _window_range(request.query)
-        view.refresh()
+        fresh()
         uid = request.match_info["evseUid"]
         if uid not in view.evses:
             return _json({"error": f"unknown evseUid {uid[:300]!r}"}, 404)
@@ -357,7 +363,7 @@ def build_app(view: GlobalView, status: StatusSource, api_token: str | None = No
 
     async def connector_one(request: web.Request) -> web.Response:
         check_params(request.query, ())
-        view.refresh()
+        fresh()
         uid = request.match_info["connectorUid"]
         evse_uid = view.connector_index.get(uid)
         if evse_uid is None:
@@ -403,12 +409,23 @@ def build_app(view: GlobalView, status: StatusSource, api_token: str | None = No
                 except TimeoutError:
                     await response.write(b": heartbeat\n\n")
                     continue
+                # every event already queued goes out in one write: a busy view emits thousands a
+                # second, and a write per event per client would cost more than the events
+                frames = []
+                while event is not None:
+                    if subscriber.dropped:
+                        frames.append(b'event: resync\ndata: {"dropped": %d}\n\n' % subscriber.dropped)
+                        subscriber.dropped = 0
+                    evse, frame = view.render(event)
+                    if keep(evse):
+                        frames.append(frame)
+                    if subscriber.queue.empty() or len(frames) >= 500:
+                        break
+                    event = subscriber.queue.get_nowait()
+                if frames:
+                    await response.write(b"".join(frames))
                 if event is None:
                     break
-                if subscriber.dropped:
-                    await response.write(b'event: resync\ndata: {"dropped": %d}\n\n' % subscriber.dropped)
-                    subscriber.dropped = 0
-                await _send(response, event, keep, view)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -503,9 +520,9 @@ def view_metrics(view: GlobalView) -> str:
 async def _send(
     response: web.StreamResponse, event: Any, keep: Callable[[dict[str, Any]], bool], view: GlobalView
 ) -> None:
-    evse = view.current(event.evse)
+    evse, frame = view.render(event)
     if keep(evse):
-        await response.write(b"id: %d\nevent: evse\ndata: " % event.id + orjson.dumps(evse) + b"\n\n")
+        await response.write(frame)
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:

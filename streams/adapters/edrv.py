@@ -169,7 +169,7 @@ class EdrvAdapter:
         connectors = list_field(station, "connectors", "chargestation connectors")
         if connectors and len(connectors) > ctx.max_connectors:
             ctx.expect(len(connectors))
-        if not connectors or not any(isinstance(c, dict) for c in connectors):
+        if not connectors or all(c.__class__ is not dict for c in connectors):
             result.skip("station_without_connector_objects")
             return
         complete = True
