@@ -113,7 +113,7 @@ async def run_api(settings: Any, bootstrap: str | Kafka, host: str, port: int, a
     view = GlobalView(bootstrap, settings.partitions, int(settings.staleness_seconds * 1000))
     token = settings.api_token.get_secret_value() if settings.api_token else None
     try:
-        runner = await serve(build_app(view, status, token), host, port)
+        runner = await serve(build_app(view, status, token, settings.status_stale_seconds), host, port)
     except OSError as exc:
         _say(FAILED + f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}".encode())
         return 1

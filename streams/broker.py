@@ -62,7 +62,9 @@ class BrokerStartError(RuntimeError):
 
 
 def port_is_free(port: int) -> bool:
+    """No one listens on it (connections left in TIME_WAIT by a stopped broker do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -422,6 +422,16 @@ async def _worker(
     await _require_broker(bootstrap)
     engine = create_engine(settings, bootstrap, group=group)
     probe = BrokerProbe(bootstrap)
+
+    async def recreate_topics() -> None:  # a broker that came back empty has none of them
+        from .topics import ensure_topics, topic_specs
+
+        specs = topic_specs(settings.app_id, int(settings.window_retention_seconds * 1000))
+        created = await ensure_topics(bootstrap, specs, settings.partitions, settings.replication_factor)
+        if created:
+            logging.getLogger("plugstream.worker").warning("the broker had lost topics; recreated %s", created)
+
+    probe.on_recovered = recreate_topics
     api = None
     probe_task = feed = None
     worker_id = settings.worker_id or "worker"

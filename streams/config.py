@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     broker_unreachable_seconds: float = Field(
         15.0, gt=0, description="Health turns 503 once the broker has been unreachable this long"
     )
+    status_stale_seconds: float = Field(
+        10.0, gt=0, description="Health turns 503 when the worker's status is older than this (stalled or gone)"
+    )
     api_nice: int = Field(10, ge=0, le=19, description="CPU niceness of the HTTP API process (the pipeline wins)")
     api_token: SecretStr | None = Field(None, description="Bearer token required by the HTTP API when set")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -35,10 +35,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import OffsetAndMetadata
 
 from . import avro, kafka
 from .adapters import NormalizeContext, Rejection, normalize_bytes
 from .adapters.base import construct_status
+from .avro import schema_headers
 from .config import Settings
 from .core import (
     COUNTERS,
@@ -72,6 +74,19 @@ from .topics import (
 
 log = logging.getLogger("plugstream.engine")
 META_KEY = b"\x00meta"
+AHEAD_REPORT_SECONDS = 60.0  # how long health reports an offsets-ahead reset
+
+
+def check_state_record(key: bytes | None, value: bytes | None) -> None:
+    """Raise unless this is a changelog state record (a UTF-8 EVSE key, a JSON object or a
+    deletion)."""
+    if key is None:
+        raise ValueError("no key")
+    key.decode()
+    if value is not None and not value.startswith(b"{"):
+        raise ValueError("value is not a state object")
+
+
 _partitioner = DefaultPartitioner()
 
 
@@ -249,6 +264,8 @@ class NormalizeStage:
         self.on_produced = on_produced
         self.handoff = handoff
         self.positions: dict[TopicPartition, int] = {}
+        self.ahead_resets: dict[TopicPartition, float] = {}
+        self.ahead_reset_count = 0
         self._stop = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -257,6 +274,46 @@ class NormalizeStage:
 
     def lag(self) -> int:
         return _lag(self._consumer, self.positions)
+
+    def problems(self) -> list[str]:
+        recent = sorted(
+            f"{tp.topic}[{tp.partition}]"
+            for tp, at in self.ahead_resets.items()
+            if time.monotonic() - at < AHEAD_REPORT_SECONDS
+        )
+        if not recent:
+            return []
+        return [
+            f"{', '.join(recent)}: committed offsets were ahead of the log (broker data lost); resumed from its start"
+        ]
+
+    async def _check_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """Positions of newly assigned partitions from the consumer (so lag is right from the
+        first second, not counted from offset 0), and the offsets-ahead policy: a position
+        past the log's end (broker restarted empty, topic recreated) resumes from its start."""
+        assigned = consumer.assignment()
+        for tp in list(self.positions):
+            if tp not in assigned:
+                del self.positions[tp]
+        for tp in assigned:
+            if tp not in self.positions:
+                with contextlib.suppress(Exception):
+                    self.positions[tp] = await asyncio.wait_for(consumer.position(tp), 1.0)
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is not None and self.positions[tp] > highwater:
+                log.error(
+                    "%s partition %d ends at offset %d, before the position %d: the broker lost data; resuming "
+                    "from the start of the log",
+                    tp.topic,
+                    tp.partition,
+                    highwater,
+                    self.positions[tp],
+                )
+                self.ahead_resets[tp] = time.monotonic()
+                self.ahead_reset_count += 1
+                await consumer.seek_to_beginning(tp)
+                self.positions[tp] = 0
 
     async def run(self, producer: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
         settings = self.settings
@@ -281,8 +338,12 @@ class NormalizeStage:
         try:
             if ready is not None:
                 ready.set()
+            checked = 0.0
             while not self._stop.is_set():
                 batches = await consumer.getmany(timeout_ms=100, max_records=2000)
+                if time.monotonic() - checked > 1.0:
+                    checked = time.monotonic()
+                    await self._check_positions(consumer)
                 if not batches:
                     continue
                 for tp, messages in batches.items():
@@ -334,9 +395,13 @@ class NormalizeStage:
             tag = (value, record) if self.handoff is not None else None
             if record.source is Source.ocpp:  # a charge point's EVSEs share a partition (core.partition_key)
                 partition = partition_for(partition_key(record).encode(), self.settings.partitions)
-                await batcher.add(CONNECTOR_STATUS, key, value, message.timestamp, partition=partition, tag=tag)
+                await batcher.add(
+                    CONNECTOR_STATUS, key, value, message.timestamp, partition, schema_headers("ConnectorStatus"), tag
+                )
             else:
-                await batcher.add(CONNECTOR_STATUS, key, value, message.timestamp, tag=tag)
+                await batcher.add(
+                    CONNECTOR_STATUS, key, value, message.timestamp, None, schema_headers("ConnectorStatus"), tag
+                )
 
     async def _reject(self, message: Any, source: str, rejection: Rejection, batcher: Batcher) -> None:
         self.stats.rejected += 1
@@ -347,6 +412,7 @@ class NormalizeStage:
             dead_letter(message, source, rejection, "normalize"),
             message.timestamp,
             partition=message.partition % self.settings.partitions,
+            headers=schema_headers("DeadLetter"),
         )
 
 
@@ -426,13 +492,16 @@ class AggregateStage:
                 settings.store,
                 settings.state_dir,
                 settings.app_id,
-                str(settings.web_port),
+                settings.worker_id or str(settings.web_port),
                 settings.store_cache_evses,
                 settings.store_memory_mb * 1024 * 1024,
             )
         )
         self.changelog = changelog_topic(settings.app_id)
-        self.standby_plan = StandbyPlan()  # filled by the standby assignor on each rebalance
+        # filled by the standby assignor on each rebalance; it reports what this worker has
+        self.standby_plan = StandbyPlan(
+            owned=lambda: set(self.states) | set(self.unavailable), held=lambda: set(self.stores.by_partition)
+        )
         self.standby: StandbyTailer | None = None
         self._standby_task: asyncio.Task[None] | None = None
         self.on_batch: list[Callable[[float, list[int]], Any]] = []  # (seconds, record timestamps)
@@ -440,9 +509,123 @@ class AggregateStage:
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self.restored_records = 0
+        #: assigned partitions whose state could not be opened: paused, never committed, retried
+        self.unavailable: dict[int, str] = {}
+        self._retry: dict[int, tuple[float, float]] = {}  # partition → (next attempt, backoff)
+        #: partitions whose input log turned out shorter than their state (data lost on the
+        #: broker), and when: reported in health for a while
+        self.ahead_resets: dict[int, float] = {}
+        self.ahead_reset_count = 0
+        self.unreadable_changelog = 0
 
     def stop(self) -> None:
         self._stop.set()
+
+    # -- partitions whose state cannot be opened -----------------------------------------
+    async def take_over(self, partitions: list[int]) -> None:
+        """Restore and start consuming ``partitions``; any that cannot be opened are paused
+        (no fetch, no processing, no commit) and retried with backoff — never skipped."""
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            await self.restore(partitions)
+        except Exception as exc:
+            if len(partitions) > 1:  # find out which ones: one at a time
+                for partition in partitions:
+                    await self.take_over([partition])
+                return
+            self._defer(partitions[0], exc)
+            return
+        for partition in partitions:
+            tp = TopicPartition(CONNECTOR_STATUS, partition)
+            consumer.seek(tp, self.states[partition].offset + 1)
+            if partition in self.unavailable:
+                log.warning("partition %d: state opened after all, processing it again", partition)
+                del self.unavailable[partition]
+                self._retry.pop(partition, None)
+                consumer.resume(tp)
+
+    def _defer(self, partition: int, exc: BaseException) -> None:
+        why = f"{type(exc).__name__}: {exc}"
+        if self.unavailable.get(partition) != why:
+            log.error(
+                "partition %d of %s: its state cannot be opened, not processing it: %s",
+                partition,
+                CONNECTOR_STATUS,
+                why,
+            )
+        self.unavailable[partition] = why
+        self.states.pop(partition, None)
+        self.stores.close(partition)
+        _, backoff = self._retry.get(partition, (0.0, 0.5))
+        backoff = min(backoff * 2, 30.0)
+        self._retry[partition] = (time.monotonic() + backoff, backoff)
+        if self._consumer is not None:
+            self._consumer.pause(TopicPartition(CONNECTOR_STATUS, partition))
+
+    async def _retry_unavailable(self) -> None:
+        now = time.monotonic()
+        due = [p for p, (at, _) in self._retry.items() if at <= now and p in self.unavailable]
+        for partition in due:
+            await self.take_over([partition])
+
+    def forget(self, partition: int) -> None:
+        """The partition went to another worker."""
+        self.unavailable.pop(partition, None)
+        self._retry.pop(partition, None)
+        if self.handoff is not None:
+            self.handoff.close(partition)
+        if self.states.pop(partition, None) is not None:
+            self.stores.close(partition)
+
+    # -- the input log lost data (broker restarted empty, topic recreated) ---------------
+    async def _check_log_ahead(self, consumer: AIOKafkaConsumer) -> None:
+        """A partition whose state reflects offsets the log no longer has: the documented policy
+        (README "Health") is to rebuild its state from the changelog as it now exists and resume
+        from the new log's start, instead of skipping everything as already seen."""
+        for partition, state in list(self.states.items()):
+            tp = TopicPartition(CONNECTOR_STATUS, partition)
+            highwater = consumer.highwater(tp)
+            if highwater is None or state.offset < highwater:
+                continue
+            log.error(
+                "partition %d of %s ends at offset %d but its state reflects offset %d: the broker lost data "
+                "(restarted empty? topic recreated?). Rebuilding the state from the changelog and resuming "
+                "from the start of the new log.",
+                partition,
+                CONNECTOR_STATUS,
+                highwater,
+                state.offset,
+            )
+            self.ahead_resets[partition] = time.monotonic()
+            self.ahead_reset_count += 1
+            await ensure_topics(
+                self.bootstrap,
+                topic_specs(self.settings.app_id, int(self.settings.window_retention_seconds * 1000)),
+                self.settings.partitions,
+                self.settings.replication_factor,
+            )
+            self.states.pop(partition, None)
+            store = self.stores.open(partition)
+            store.wipe()
+            await self.restore([partition])
+            rebuilt = self.states[partition]
+            rebuilt.offset = rebuilt.durable_offset = -1
+            await consumer.seek_to_beginning(tp)
+
+    def problems(self) -> list[str]:
+        found = [
+            f"partition {p} of {CONNECTOR_STATUS} is assigned to this worker but its state cannot be opened ({why});"
+            " not processed, offsets not committed, retrying"
+            for p, why in sorted(self.unavailable.items())
+        ]
+        recent = sorted(p for p, at in self.ahead_resets.items() if time.monotonic() - at < AHEAD_REPORT_SECONDS)
+        if recent:
+            found.append(
+                f"partition(s) {recent} of {CONNECTOR_STATUS}: committed state was ahead of the log (broker data lost);"
+                " state rebuilt from the changelog, resumed from the new log's start"
+            )
+        return found
 
     # -- recovery ------------------------------------------------------------------------
     async def restore(self, partitions: list[int]) -> None:
@@ -500,10 +683,22 @@ class AggregateStage:
             store = state.store
             for message in messages:
                 self.restored_records += 1
-                if message.key == META_KEY:
-                    state.load_meta(orjson.loads(message.value))
-                else:
-                    store.load_raw(message.key, message.value)
+                try:
+                    if message.key == META_KEY:
+                        state.load_meta(orjson.loads(message.value))
+                    else:
+                        check_state_record(message.key, message.value)
+                        store.load_raw(message.key, message.value)
+                except Exception as exc:  # not a changelog record: skip it, never stop a restore
+                    self.unreadable_changelog += 1
+                    if self.unreadable_changelog <= 3:
+                        log.warning(
+                            "skipping an unreadable changelog record at partition %d offset %d: %s: %s",
+                            partition,
+                            message.offset,
+                            type(exc).__name__,
+                            exc,
+                        )
             last_offsets[partition] = messages[-1].offset
 
         try:
@@ -553,24 +748,28 @@ class AggregateStage:
             self._consumer = consumer
             await consumer.start()
             partitions = list(range(settings.partitions))
-            await self.restore(partitions)
-            tps = [TopicPartition(CONNECTOR_STATUS, p) for p in partitions]
-            consumer.assign(tps)
-            for tp in tps:
-                consumer.seek(tp, self.states[tp.partition].offset + 1)
+            consumer.assign([TopicPartition(CONNECTOR_STATUS, p) for p in partitions])
+            await self.take_over(partitions)
         batcher = Batcher(producer, settings.partitions)
         try:
             if ready is not None:
                 ready.set()
+            checked = 0.0
             while not self._stop.is_set():
                 batches = await consumer.getmany(timeout_ms=100, max_records=4000)
+                if time.monotonic() - checked > 1.0:
+                    checked = time.monotonic()
+                    async with self._lock:
+                        await self._retry_unavailable()
+                        await self._check_log_ahead(consumer)
                 if not batches:
                     continue
                 started = time.perf_counter()
                 async with self._lock:
+                    await self._check_log_ahead(consumer)
                     await self._process(batches, batcher, producer)
                     if self.group:
-                        await consumer.commit()
+                        await self._commit(consumer)
                 if self.on_batch:
                     elapsed = time.perf_counter() - started
                     stamps = [m.timestamp for messages in batches.values() for m in messages]
@@ -584,6 +783,17 @@ class AggregateStage:
                     await asyncio.wait_for(self._standby_task, 10)
             self.states.clear()
             self.stores.close_all()
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what each partition with state has durably processed — only those: a paused
+        partition (state not opened) keeps its committed offset where it was."""
+        offsets = {
+            TopicPartition(CONNECTOR_STATUS, p): OffsetAndMetadata(s.durable_offset + 1, "")
+            for p, s in self.states.items()
+            if s.durable_offset >= 0
+        }
+        if offsets:
+            await consumer.commit(offsets)
 
     async def _process(
         self, batches: dict[TopicPartition, list[Any]], batcher: Batcher, producer: AIOKafkaProducer
@@ -609,6 +819,7 @@ class AggregateStage:
                     avro.encode("EvseAvailability", view),
                     stream_time,
                     partition=partition,
+                    headers=schema_headers("EvseAvailability"),
                 )
         await batcher.flush()  # outputs first: a crash now re-emits, never loses
         serialized: dict[int, dict[str, bytes | None]] = {}
@@ -649,6 +860,7 @@ class AggregateStage:
                 dead_letter(message, None, rejection, "aggregate"),
                 message.timestamp,
                 partition=message.partition,
+                headers=schema_headers("DeadLetter"),
             )
             return
         if state.stream_time is None or message.timestamp > state.stream_time:
@@ -696,6 +908,7 @@ class AggregateStage:
                 avro.encode("ConnectorChange", change_record(change)),
                 message.timestamp,
                 partition=message.partition,
+                headers=schema_headers("ConnectorChange"),
             )
         for window in outcome.closed_windows:
             await batcher.add(
@@ -704,6 +917,7 @@ class AggregateStage:
                 avro.encode("EvseAvailabilityWindow", window),
                 message.timestamp,
                 partition=message.partition,
+                headers=schema_headers("EvseAvailabilityWindow"),
             )
 
     def counters(self) -> dict[str, int]:
@@ -788,22 +1002,19 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.stage._lock:
             for tp in revoked:
-                if self.stage.handoff is not None:
-                    self.stage.handoff.close(tp.partition)
-                if self.stage.states.pop(tp.partition, None) is not None:
-                    self.stage.stores.close(tp.partition)
+                self.stage.forget(tp.partition)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Never raises: a partition that cannot be restored is paused and retried (an
+        exception here would leave aiokafka consuming it with no state)."""
         partitions = [tp.partition for tp in assigned]
         standby = self.stage.standby
         if standby is not None:  # stop following what this worker now owns, before restoring it
             owned = set(partitions) | set(self.stage.states)
-            await standby.set_partitions(self.stage.standby_plan.partitions - owned, keep_open=owned)
-        await self.stage.restore(partitions)
-        consumer = self.stage._consumer
-        assert consumer is not None
-        for tp in assigned:
-            consumer.seek(tp, self.stage.states[tp.partition].offset + 1)
+            with contextlib.suppress(Exception):
+                await standby.set_partitions(self.stage.standby_plan.partitions - owned, keep_open=owned)
+        if partitions:
+            await self.stage.take_over(partitions)
 
 
 @contextlib.asynccontextmanager
@@ -846,6 +1057,7 @@ class NativeEngine:
         self.produced[partition] = max(self.produced.get(partition, -1), offset)
 
     async def start(self) -> None:
+        self.aggregate.stores.factory.acquire()  # a second worker on this state directory stops here
         await ensure_topics(
             self.bootstrap,
             topic_specs(self.settings.app_id, int(self.settings.window_retention_seconds * 1000)),
@@ -894,6 +1106,7 @@ class NativeEngine:
         if self._producer_cm is not None:
             await self._producer_cm.__aexit__(None, None, None)
             self._producer_cm = None
+        self.aggregate.stores.factory.release()
 
     def lag(self) -> dict[str, int]:
         return {"normalize": self.normalize.lag(), "aggregate": self.aggregate.lag()}
@@ -905,7 +1118,7 @@ class NativeEngine:
         return self.aggregate.stream_time()
 
     def problems(self) -> list[str]:
-        found = []
+        found = self.aggregate.problems() + self.normalize.problems()
         for task in self.tasks:
             if task.done():
                 error = None if task.cancelled() else task.exception()

@@ -132,6 +132,7 @@ class BrokerProbe:
         self.timeout = timeout
         self.failing_since: float | None = None
         self.last_error = ""
+        self.on_recovered: Any = None  # called (a coroutine function) when the broker is back
         self._client: Any = None
 
     def unreachable_for(self) -> float:
@@ -158,6 +159,11 @@ class BrokerProbe:
         if self.failing_since is not None:
             log.warning("broker reachable again after %.0fs", self.unreachable_for())
             self.failing_since = None
+            if self.on_recovered is not None:
+                try:
+                    await self.on_recovered()
+                except Exception as exc:
+                    log.warning("after the broker came back: %s: %s", type(exc).__name__, exc)
         return True
 
     async def run(self) -> None:

@@ -233,7 +233,13 @@ async def publish(
                         report.dead_letters_by_kind[entry.error.kind] = (
                             report.dead_letters_by_kind.get(entry.error.kind, 0) + 1
                         )
-                        await batcher.add(DLQ, entry.path.encode(), _replay_dead_letter(entry, timestamp), timestamp)
+                        await batcher.add(
+                            DLQ,
+                            entry.path.encode(),
+                            _replay_dead_letter(entry, timestamp),
+                            timestamp,
+                            headers=avro.schema_headers("DeadLetter"),
+                        )
                     else:
                         report.published += 1
                         report.max_timestamp = max(report.max_timestamp or timestamp, timestamp)

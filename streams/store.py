@@ -285,7 +285,12 @@ def parse_store_url(url: str) -> tuple[str, Path | None]:
 
 
 class StoreFactory:
-    """Opens partition stores for one worker (``app_id`` + web port keep workers apart)."""
+    """Opens partition stores for one worker (``app_id`` + worker id keep workers apart).
+
+    :meth:`acquire` locks the worker's directory (``<dir>/<app_id>-<worker id>/LOCK``) for the
+    life of the process, so a second worker pointed at the same directory fails at start with
+    one clear message instead of failing partition by partition.
+    """
 
     def __init__(
         self,
@@ -301,6 +306,38 @@ class StoreFactory:
         self.cache_evses = cache_evses
         self.memory_bytes = memory_bytes
         self._budget: RocksBudget | None = None
+        self._lock: Any = None
+
+    def acquire(self) -> None:
+        """Lock this worker's state directory (``rocksdb://`` only); :class:`StoreError` if another
+        process holds it."""
+        if self.kind != "rocksdb" or self._lock is not None:
+            return
+        import fcntl
+        import os
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / "LOCK", "a+")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreError(
+                f"state directory {self.root} is in use by {holder}; give each worker on this machine its own "
+                "PLUGSTREAM_WORKER_ID (or --web-port) or PLUGSTREAM_STATE_DIR"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"worker pid {os.getpid()}")
+        handle.flush()
+        self._lock = handle
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @property
     def persistent(self) -> bool:

@@ -197,7 +197,9 @@ def _bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def health_report(view: GlobalView, status: StatusSource) -> tuple[bool, list[str]]:
+def health_report(
+    view: GlobalView, status: StatusSource, stale_after: float = STATUS_STALE_SECONDS
+) -> tuple[bool, list[str]]:
     """(healthy, reasons): the readiness rules of the README's "Health" section."""
     reasons: list[str] = []
     if view.failed is not None:
@@ -211,14 +213,19 @@ def health_report(view: GlobalView, status: StatusSource) -> tuple[bool, list[st
         latest = status.latest()
         if latest is None or age is None:
             reasons.append("worker has not reported yet")
-        elif age > STATUS_STALE_SECONDS:
+        elif age > stale_after:
             reasons.append(f"worker has not reported for {age:.0f}s (its loop is stalled or it stopped)")
         else:
             reasons.extend(latest.get("problems", []))
     return not reasons, reasons
 
 
-def build_app(view: GlobalView, status: StatusSource, api_token: str | None = None) -> web.Application:
+def build_app(
+    view: GlobalView,
+    status: StatusSource,
+    api_token: str | None = None,
+    status_stale_seconds: float = STATUS_STALE_SECONDS,
+) -> web.Application:
     token = None if not api_token else _bytes(f"Bearer {api_token}")
     raw_token = None if not api_token else _bytes(api_token)
     public = {"/api/health", "/api/live"}
@@ -273,7 +280,7 @@ def build_app(view: GlobalView, status: StatusSource, api_token: str | None = No
 
     async def health(request: web.Request) -> web.Response:
         check_params(request.query, ())
-        ok, reasons = health_report(view, status)
+        ok, reasons = health_report(view, status, status_stale_seconds)
         latest = status.latest() if status.attached else None
         body = {
             "status": "ok" if ok else "unavailable",

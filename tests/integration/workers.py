@@ -22,16 +22,19 @@ from .test_pipeline import dead_letters
 PARTITIONS = 4
 
 
-def start_worker(bootstrap: str, log_path: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    bootstrap: str, log_path: Path, extra_env: dict[str, str] | None = None, web_port: int | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PLUGSTREAM_BROKER": f"kafka://{bootstrap}",
         "PLUGSTREAM_PARTITIONS": str(PARTITIONS),
         **(extra_env or {}),
     }
+    web = ["--without-web"] if web_port is None else ["--web-port", str(web_port)]
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--without-web"],
+            [sys.executable, "-m", "streams.cli", "worker", *web],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
