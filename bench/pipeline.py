@@ -223,6 +223,8 @@ def stages(kind: str, bootstrap_topics: list[str]) -> list[tuple[str, list[str]]
         return [("bench-plain", raw)]
     if kind == "before":
         raw = [t for t in raw if t != "raw.ocpp"]
+    if kind == "faust":  # one Faust app: one consumer group (its id) for both agents
+        return [("plugstream", raw), ("plugstream", [CONNECTOR_STATUS])]
     if kind == "quix":
         repartition = [t for t in bootstrap_topics if t.startswith("repartition__")]
         return [("bench-quix", raw), ("bench-quix", repartition)]

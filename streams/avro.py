@@ -70,7 +70,7 @@ def json_decoder(name: str) -> Any:
 def decode_json(name: str, payload: bytes, headers: Any = None) -> dict[str, Any]:
     """:func:`decode_resolved`, JSON-ready (RFC 3339 times): what dumps and the HTTP API show."""
     writer = _writer_fingerprint(headers)
-    if writer is None or writer == fingerprint(schema(name)):
+    if writer is None or writer == current_fingerprint(name):
         try:
             return json_decoder(name)(payload)
         except Exception:
@@ -111,9 +111,15 @@ def fingerprint(parsed: dict[str, Any]) -> str:
 
 
 @cache
+def current_fingerprint(name: str) -> str:
+    """The fingerprint of today's version of ``name`` (computed once)."""
+    return fingerprint(schema(name))
+
+
+@cache
 def schema_headers(name: str) -> list[tuple[str, bytes]]:
     """The headers every record written with ``name`` carries (one shared, read-only list)."""
-    return [(SCHEMA_HEADER, fingerprint(schema(name)).encode())]
+    return [(SCHEMA_HEADER, current_fingerprint(name).encode())]
 
 
 @cache
@@ -160,8 +166,7 @@ def decode_resolved(name: str, payload: bytes, headers: Any = None) -> dict[str,
     known version has, and the decoder's error for bytes no version reads.
     """
     writer = _writer_fingerprint(headers)
-    current = fingerprint(schema(name))
-    if writer is None or writer == current:
+    if writer is None or writer == current_fingerprint(name):
         try:
             return decode(name, payload)
         except Exception:

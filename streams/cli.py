@@ -502,7 +502,8 @@ def _worker_logging() -> None:
     from .kafka import quiet_kafka_logs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    for noisy in ("aiokafka", "faust", "mode", "streams.faust_transport"):  # Faust's own INFO is a table per rebalance
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     quiet_kafka_logs()
 
 

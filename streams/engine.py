@@ -260,7 +260,8 @@ class NormalizeStage:
         self.settings = settings
         self.bootstrap = bootstrap
         self.group = group
-        self.stats = Stage1Stats()
+        self.normalizer = Normalizer(settings)
+        self.stats = self.normalizer.stats
         self.on_produced = on_produced
         self.handoff = handoff
         self.positions: dict[TopicPartition, int] = {}
@@ -366,12 +367,46 @@ class NormalizeStage:
             await consumer.stop()
 
     async def _one(self, message: Any, source: str, skew: timedelta, batcher: Batcher) -> None:
+        records, rejections = self.normalizer.handle(message, source, message.timestamp)
+        for rejection in rejections:
+            await batcher.add(
+                DLQ,
+                message.key or b"",
+                dead_letter(message, source, rejection, "normalize"),
+                message.timestamp,
+                partition=message.partition % self.settings.partitions,
+                headers=schema_headers("DeadLetter"),
+            )
+        partitions = self.settings.partitions
+        for record in records:
+            value = avro.encode("ConnectorStatus", record.__dict__)
+            await batcher.add(
+                CONNECTOR_STATUS,
+                record.evseUid.encode(),
+                value,
+                message.timestamp,
+                status_partition(record, partitions),
+                schema_headers("ConnectorStatus"),
+                (value, record) if self.handoff is not None else None,
+            )
+
+
+class Normalizer:
+    """Stage 1's work on one raw record, whatever the engine: the canonical records to send
+    to ``connector-status`` and the rejections to dead-letter, counted in :attr:`stats`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stats = Stage1Stats()
+        self.skew = settings.clock_skew
+
+    def handle(self, message: Any, source: str, timestamp_ms: int) -> tuple[list[Any], list[Rejection]]:
         stats = self.stats
         stats.rawRecords += 1
         stats.bySource[source] = stats.bySource.get(source, 0) + 1
         ctx = NormalizeContext(
-            record_time=from_millis(message.timestamp),
-            max_skew=skew,
+            record_time=from_millis(timestamp_ms),
+            max_skew=self.skew,
             key=message.key,
             headers=message.headers,
             max_connectors=self.settings.max_connectors_per_document,
@@ -379,41 +414,29 @@ class NormalizeStage:
         try:
             result = normalize_bytes(source, message.value or b"", ctx, self.settings.max_payload_bytes)
         except Rejection as rejection:
-            await self._reject(message, source, rejection, batcher)
-            return
+            self._count_rejection(rejection)
+            return [], [rejection]
         for rejection in result.rejections:
-            await self._reject(message, source, rejection, batcher)
+            self._count_rejection(rejection)
         for reason, n in result.skipped.items():
             stats.skipped += n
             stats.skippedByReason[reason] = stats.skippedByReason.get(reason, 0) + n
         for name, n in ctx.warnings.counts.items():
             stats.warnings[name] = stats.warnings.get(name, 0) + n
-        for record in result.records:
-            stats.statusRecords += 1
-            key = record.evseUid.encode()
-            value = avro.encode("ConnectorStatus", record.__dict__)
-            tag = (value, record) if self.handoff is not None else None
-            if record.source is Source.ocpp:  # a charge point's EVSEs share a partition (core.partition_key)
-                partition = partition_for(partition_key(record).encode(), self.settings.partitions)
-                await batcher.add(
-                    CONNECTOR_STATUS, key, value, message.timestamp, partition, schema_headers("ConnectorStatus"), tag
-                )
-            else:
-                await batcher.add(
-                    CONNECTOR_STATUS, key, value, message.timestamp, None, schema_headers("ConnectorStatus"), tag
-                )
+        stats.statusRecords += len(result.records)
+        return result.records, result.rejections
 
-    async def _reject(self, message: Any, source: str, rejection: Rejection, batcher: Batcher) -> None:
+    def _count_rejection(self, rejection: Rejection) -> None:
         self.stats.rejected += 1
         self.stats.rejectedByKind[rejection.kind] = self.stats.rejectedByKind.get(rejection.kind, 0) + 1
-        await batcher.add(
-            DLQ,
-            message.key or b"",
-            dead_letter(message, source, rejection, "normalize"),
-            message.timestamp,
-            partition=message.partition % self.settings.partitions,
-            headers=schema_headers("DeadLetter"),
-        )
+
+
+def status_partition(record: Any, partitions: int) -> int | None:
+    """The ``connector-status`` partition of a record when it is not its key's: OCPP records
+    follow their charge point (``core.partition_key``); None = by key (the EVSE)."""
+    if record.source is Source.ocpp or record.source == "ocpp":
+        return partition_for(partition_key(record).encode(), partitions)
+    return None
 
 
 def _lag(consumer: AIOKafkaConsumer | None, positions: dict[TopicPartition, int]) -> int:

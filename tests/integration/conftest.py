@@ -17,3 +17,13 @@ from streams.broker import EmbeddedBroker
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as embedded:
         yield embedded
+
+
+#: Both engines run every test that defines pipeline behaviour (DESIGN §7: the same topics,
+#: records, dumps and counters under both).
+ENGINES = ["native", "faust"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return request.param

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import ClientSession
 
 from streams.config import Settings
-from streams.engine import NativeEngine
+from streams.engines import create_engine
 from streams.runner import publish
 from streams.status import LiveStatus
 from streams.view import GlobalView
@@ -25,9 +25,11 @@ LOG = FIXTURES / "replay_log.jsonl"
 class Worker:
     """A worker in this process: both stages, the global view and the HTTP server."""
 
-    def __init__(self, bootstrap: str, port: int, token: str | None = None, group: bool = False) -> None:
+    def __init__(
+        self, bootstrap: str, port: int, token: str | None = None, group: bool = False, engine: str = "native"
+    ) -> None:
         self.settings = Settings(partitions=3)
-        self.pipeline = NativeEngine(self.settings, bootstrap, group=group)
+        self.pipeline = create_engine(self.settings, bootstrap, group=group, name=engine)
         self.view = GlobalView(bootstrap, 3, int(self.settings.staleness_seconds * 1000))
         self.port, self.token = port, token
         self.url = f"http://127.0.0.1:{port}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import fastavro
 import orjson
@@ -11,7 +12,7 @@ import pytest
 
 from streams import avro
 from streams.config import Settings
-from streams.engine import NativeEngine
+from streams.engines import create_engine
 from streams.runner import publish, read_windows, snapshot, with_replay_dead_letters
 from streams.topics import CONNECTOR_CHANGES, CONNECTOR_STATUS, DLQ, EVSE_AVAILABILITY, read_to_end
 
@@ -26,8 +27,10 @@ async def dead_letters(bootstrap: str) -> list[dict]:
     return [avro.decode("DeadLetter", m.value) for ms in (await read_to_end(bootstrap, DLQ)).values() for m in ms]
 
 
-async def run_log(bootstrap: str, paths: list[Path], partitions: int) -> tuple[NativeEngine, dict]:
-    pipeline = NativeEngine(Settings(partitions=partitions), bootstrap)
+async def run_log(bootstrap: str, paths: list[Path], partitions: int, engine: str = "native") -> tuple[Any, dict]:
+    """The whole pipeline on one broker (engine ``native`` or ``faust``) until every record of
+    the logs is processed: the engine and its ``--dump``."""
+    pipeline = create_engine(Settings(partitions=partitions), bootstrap, name=engine)
     await pipeline.start()
     try:
         report = await publish(bootstrap, paths, partitions, progress=False)
@@ -42,8 +45,8 @@ def by_uid(evses: list[dict]) -> dict[str, dict]:
     return {e["evseUid"]: e for e in evses}
 
 
-async def test_replayed_log_gives_exactly_the_expected_tables(broker) -> None:
-    _, result = await run_log(broker.bootstrap, [LOG], partitions=3)
+async def test_replayed_log_gives_exactly_the_expected_tables(broker, engine: str) -> None:
+    _, result = await run_log(broker.bootstrap, [LOG], partitions=3, engine=engine)
     stats = result["stats"]
     assert {k: stats[k] for k in ("accepted", "duplicates", "stale", "skipped", "rejected", "late")} == {
         "accepted": 12,
@@ -93,8 +96,8 @@ async def test_replayed_log_gives_exactly_the_expected_tables(broker) -> None:
     assert (cs1w["changes"], cs1w["availableShare"]) == (1, 0.0)
 
 
-async def test_dead_letters_keep_original_bytes_and_offsets(broker) -> None:
-    await run_log(broker.bootstrap, [LOG], partitions=2)
+async def test_dead_letters_keep_original_bytes_and_offsets(broker, engine: str) -> None:
+    await run_log(broker.bootstrap, [LOG], partitions=2, engine=engine)
     letters = await dead_letters(broker.bootstrap)
     kinds = sorted((d["stage"], d["errorKind"]) for d in letters)
     assert kinds == [
@@ -110,12 +113,12 @@ async def test_dead_letters_keep_original_bytes_and_offsets(broker) -> None:
     assert line["payload"] == b"this line is not JSON at all" and line["offset"] == 10
 
 
-async def test_same_log_same_tables_whatever_the_partition_count(broker) -> None:
+async def test_same_log_same_tables_whatever_the_partition_count(broker, engine: str) -> None:
     from streams.broker import EmbeddedBroker
 
-    _, one = await run_log(broker.bootstrap, [LOG], partitions=1)
+    _, one = await run_log(broker.bootstrap, [LOG], partitions=1, engine=engine)
     with EmbeddedBroker() as other:
-        _, four = await run_log(other.bootstrap, [LOG], partitions=4)
+        _, four = await run_log(other.bootstrap, [LOG], partitions=4, engine=engine)
     assert one["evses"] == four["evses"]
     assert one["windows"] == four["windows"]
     assert one["stats"] == four["stats"]
@@ -169,15 +172,17 @@ def _named_types() -> dict:
     return named
 
 
-async def test_unreadable_connector_status_record_is_dead_lettered_by_the_aggregate_stage(broker) -> None:
+async def test_unreadable_connector_status_record_is_dead_lettered_by_the_aggregate_stage(broker, engine: str) -> None:
     """Only stage 1 should write ``connector-status``; anything else there must not stop stage 2."""
     from streams.engine import producer_for
+    from streams.topics import ensure_topics, topic_specs
 
+    await ensure_topics(broker.bootstrap, topic_specs("plugstream", 86_400_000), 3)  # not auto-created with 4
     garbage = [b"\xff\x00 definitely not avro", b""]
     async with producer_for(broker.bootstrap) as producer:
         for partition, value in enumerate(garbage):
             await producer.send_and_wait(CONNECTOR_STATUS, value, key=b"intruder", partition=partition)
-    _, result = await run_log(broker.bootstrap, [LOG], partitions=3)
+    _, result = await run_log(broker.bootstrap, [LOG], partitions=3, engine=engine)
 
     stats = result["stats"]
     assert stats["rejected"] == 4 + len(garbage)  # the log's four bad raw records plus the two intruders
@@ -195,10 +200,10 @@ async def test_unreadable_connector_status_record_is_dead_lettered_by_the_aggreg
 OCPP_LOG = FIXTURES / "replay_ocpp.jsonl"
 
 
-async def test_ocpp_and_pushed_ids_end_to_end(broker) -> None:
+async def test_ocpp_and_pushed_ids_end_to_end(broker, engine: str) -> None:
     """OCPP StatusNotifications keyed by charge point, a charge-point-wide update, and OCPI
     pushes whose ids are in the record key / headers, through the whole pipeline."""
-    _, result = await run_log(broker.bootstrap, [OCPP_LOG], partitions=3)
+    _, result = await run_log(broker.bootstrap, [OCPP_LOG], partitions=3, engine=engine)
     evses = by_uid(result["evses"])
     assert sorted(evses) == ["ocpi:NL:PLG:E9", "ocpp:CP-A:1", "ocpp:CP-A:2", "ocpp:CP-B:1"]
 
@@ -223,10 +228,29 @@ async def test_ocpp_and_pushed_ids_end_to_end(broker) -> None:
     assert [(d["source"], d["errorKind"]) for d in letters] == [("ocpp", "missing_id")]
 
 
-async def test_ocpp_tables_do_not_depend_on_the_partition_count(broker) -> None:
+async def test_ocpp_tables_do_not_depend_on_the_partition_count(broker, engine: str) -> None:
     from streams.broker import EmbeddedBroker
 
-    _, one = await run_log(broker.bootstrap, [OCPP_LOG], partitions=1)
+    _, one = await run_log(broker.bootstrap, [OCPP_LOG], partitions=1, engine=engine)
     with EmbeddedBroker() as other:
-        _, four = await run_log(other.bootstrap, [OCPP_LOG], partitions=4)
+        _, four = await run_log(other.bootstrap, [OCPP_LOG], partitions=4, engine=engine)
     assert one["evses"] == four["evses"] and one["stats"] == four["stats"]
+
+
+async def test_both_engines_give_the_same_dump_record_by_record(broker, tmp_path: Path) -> None:
+    """DESIGN §7: the same tables, windows and counters under ``native`` and ``faust``."""
+    from streams.broker import EmbeddedBroker
+    from streams.simulate import make_log
+
+    simulated = tmp_path / "sim.jsonl"
+    simulated.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in make_log(evse_count=60, records=900, seed=8)))
+    logs = [LOG, OCPP_LOG, simulated]
+    _, native = await run_log(broker.bootstrap, logs, partitions=3, engine="native")
+    with EmbeddedBroker() as other:
+        _, faust = await run_log(other.bootstrap, logs, partitions=3, engine="faust")
+    assert len(native["evses"]) > 60 and len(native["windows"]) > 50
+    for ours, theirs in zip(native["evses"], faust["evses"], strict=True):
+        assert ours == theirs, ours["evseUid"]
+    assert native["windows"] == faust["windows"]
+    assert native["stats"].pop("engine") == "native" and faust["stats"].pop("engine") == "faust"
+    assert native["stats"] == faust["stats"]

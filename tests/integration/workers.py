@@ -23,12 +23,17 @@ PARTITIONS = 4
 
 
 def start_worker(
-    bootstrap: str, log_path: Path, extra_env: dict[str, str] | None = None, web_port: int | None = None
+    bootstrap: str,
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+    web_port: int | None = None,
+    engine: str = "native",
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PLUGSTREAM_BROKER": f"kafka://{bootstrap}",
         "PLUGSTREAM_PARTITIONS": str(PARTITIONS),
+        "PLUGSTREAM_ENGINE": engine,
         **(extra_env or {}),
     }
     web = ["--without-web"] if web_port is None else ["--web-port", str(web_port)]
@@ -94,15 +99,30 @@ async def wait_converged(
         await asyncio.sleep(0.5)
 
 
-async def reconcile(bootstrap: str, app_id: str = "plugstream") -> tuple[dict[str, int], int]:
-    """Counters summed over the latest changelog meta of every partition, and the number of
+async def reconcile(bootstrap: str, app_id: str = "plugstream", engine: str = "native") -> tuple[dict[str, int], int]:
+    """Counters summed over the state the engine persisted (native: the latest changelog meta
+    of every partition; faust: the latest table value of every key), and the number of
     connector-status records: with exactly-once state each record was classified once."""
     counters: dict[str, int] = {}
-    for messages in (await read_to_end(bootstrap, changelog_topic(app_id))).values():
-        metas = [m for m in messages if m.key == META_KEY]
-        if metas:
-            for name, n in orjson.loads(metas[-1].value)["counters"].items():
-                counters[name] = counters.get(name, 0) + n
+    if engine == "faust":
+        from streams.faust_app import TABLE
+
+        latest: dict[bytes, bytes] = {}
+        for messages in (await read_to_end(bootstrap, f"{app_id}-{TABLE}-changelog")).values():
+            for message in messages:
+                latest[message.key] = message.value
+        totals = [orjson.loads(value)["k"] for value in latest.values() if value is not None]
+    else:
+        totals = []
+        for messages in (await read_to_end(bootstrap, changelog_topic(app_id))).values():
+            metas = [m for m in messages if m.key == META_KEY]
+            if metas:
+                totals.append(orjson.loads(metas[-1].value)["counters"])
+    for partial in totals:
+        for name, n in partial.items():
+            counters[name] = counters.get(name, 0) + n
+    for name in ("accepted", "duplicates", "stale"):
+        counters.setdefault(name, 0)
     records = sum(len(ms) for ms in (await read_to_end(bootstrap, CONNECTOR_STATUS)).values())
     return counters, records
 
