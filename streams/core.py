@@ -83,8 +83,11 @@ class WindowAcc:
     present_ms: int = 0  # sum over connectors (not REMOVED) of time
     changes: int = 0
     last_update: int | None = None
-    min_available: int = 0
-    max_available: int = 0
+    # over the states that lasted some time in this window while the EVSE had connectors (None
+    # until one did): an EVSE first seen mid-window is not "0 available" before it existed, and
+    # the passing states of one document's connectors changing at the same instant do not count
+    min_available: int | None = None
+    max_available: int | None = None
     counts: dict[str, int] = field(default_factory=dict)  # at the last change (or carried in)
 
     def to_json(self) -> list[Any]:
@@ -394,9 +397,15 @@ def _integrate(window: WindowAcc, until: int, counts: dict[str, int]) -> None:
     until = min(until, window.end)
     if until > window.integrated_to:
         span = until - window.integrated_to
-        window.available_ms += span * counts[AVAILABLE]
-        window.present_ms += span * _present(counts)
+        available, present = counts[AVAILABLE], _present(counts)
+        window.available_ms += span * available
+        window.present_ms += span * present
         window.integrated_to = until
+        if present:
+            if window.min_available is None or available < window.min_available:
+                window.min_available = available
+            if window.max_available is None or available > window.max_available:
+                window.max_available = available
 
 
 def _fold_windows(evse: EvseState, event_time: int, before: dict[str, int], outcome: Outcome, policy: Policy) -> None:
@@ -405,15 +414,7 @@ def _fold_windows(evse: EvseState, event_time: int, before: dict[str, int], outc
         _integrate(window, event_time, before)
     window = evse.windows.get(start)
     if window is None:
-        before_available = before[AVAILABLE]
-        window = WindowAcc(
-            start,
-            start + policy.window_ms,
-            integrated_to=start,
-            counts=before,
-            min_available=before_available,
-            max_available=before_available,
-        )
+        window = WindowAcc(start, start + policy.window_ms, integrated_to=start, counts=before)
         _integrate(window, event_time, before)  # state carried in from the previous window
         evse.windows[start] = window
     if outcome.changes:
@@ -422,11 +423,6 @@ def _fold_windows(evse: EvseState, event_time: int, before: dict[str, int], outc
         if window.last_update is None or event_time > window.last_update:
             window.last_update = event_time
         window.counts = after
-        available = after[AVAILABLE]
-        if available < window.min_available:
-            window.min_available = available
-        if available > window.max_available:
-            window.max_available = available
 
 
 def _close_windows(evse: EvseState, policy: Policy, closed: list[dict[str, Any]]) -> None:
@@ -453,8 +449,8 @@ def window_record(evse: EvseState, window: WindowAcc) -> dict[str, Any]:
         "statusCounts": counts,
         "connectorsTotal": _present(counts),
         "available": counts[AVAILABLE],
-        "minAvailable": window.min_available,
-        "maxAvailable": window.max_available,
+        "minAvailable": counts[AVAILABLE] if window.min_available is None else window.min_available,
+        "maxAvailable": counts[AVAILABLE] if window.max_available is None else window.max_available,
         "changes": window.changes,
         "lastUpdateTimestamp": window.last_update,
         "availableShare": (window.available_ms / window.present_ms) if window.present_ms else None,

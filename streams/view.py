@@ -126,6 +126,7 @@ class GlobalView:
         self._windows: dict[str, deque[_Raw]] = {}
         self._window_cache: dict[str, list[dict[str, Any]]] = {}
         self._dead_letters: deque[_Raw] = deque(maxlen=DEAD_LETTERS_KEPT)
+        self.dead_letter_counts: dict[tuple[str, str], int] = {}  # (stage, errorKind) → records
         self.stream_time: int | None = None
         self.sequence = 0
         self.recent: deque[Event] = deque(maxlen=REPLAY_BUFFER)
@@ -210,6 +211,14 @@ class GlobalView:
                 self._window_cache.pop(key, None)
         else:
             self._dead_letters.append(raw)
+            try:  # counted as they arrive (the DLQ is small): totals for every stage and kind
+                letter = avro.decode_resolved("DeadLetter", raw.value, raw.headers)
+            except Exception as exc:
+                self._poison(DLQ, raw.partition, raw.offset, f"{type(exc).__name__}: {exc}")
+                return
+            self.dead_letter_counts[(letter["stage"], letter["errorKind"])] = (
+                self.dead_letter_counts.get((letter["stage"], letter["errorKind"]), 0) + 1
+            )
 
     def _key(self, message: Any) -> str | None:
         try:
@@ -375,6 +384,15 @@ class GlobalView:
             if len(letters) >= limit:
                 break
         return letters
+
+    def dead_letter_totals(self) -> dict[str, Any]:
+        """Everything on ``plugstream.dlq``, whoever wrote it (normalize, aggregate, replay)."""
+        by_kind: dict[str, int] = {}
+        by_stage: dict[str, int] = {}
+        for (stage, kind), n in self.dead_letter_counts.items():
+            by_kind[kind] = by_kind.get(kind, 0) + n
+            by_stage[stage] = by_stage.get(stage, 0) + n
+        return {"total": sum(by_kind.values()), "byKind": by_kind, "byStage": by_stage}
 
     def summary(self) -> dict[str, Any]:
         """Fleet totals for the dashboard tiles: EVSEs and connectors, per status and source."""

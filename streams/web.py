@@ -310,6 +310,7 @@ def build_app(
             "problems": worker.get("problems", []),
             "viewLag": view.lag(),
             "viewUnreadable": view.unreadable,
+            "deadLetters": view.dead_letter_totals(),
             "evses": len(view.evses),
             "streamTime": view.stream_time_text(),
             "rates": rates.current(),
@@ -450,8 +451,7 @@ def build_app(
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def static_file(request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        path = (STATIC / name).resolve()
+        path = (STATIC / request.match_info["name"]).resolve()
         if STATIC.resolve() not in path.parents or not path.is_file():
             return _json({"error": "no such file"}, 404)
         return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
@@ -476,7 +476,7 @@ def build_app(
             web.get("/metrics", metrics),
             web.get("/", dashboard),
             web.get("/favicon.ico", favicon),
-            web.get("/static/{name}", static_file),
+            web.get("/static/{name:.+}", static_file),
         ]
     )
     return app

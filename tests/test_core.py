@@ -183,7 +183,9 @@ def test_window_closes_on_watermark_with_time_weighted_share() -> None:
     window = closed[0]
     assert (window["windowStart"], window["windowEnd"]) == (to_millis(T0), to_millis(T0) + 5 * MIN)
     assert (window["changes"], window["available"], window["connectorsTotal"]) == (3, 2, 2)
-    assert (window["minAvailable"], window["maxAvailable"]) == (0, 2)
+    # never fewer than 1 available while the EVSE had connectors (before its first report it had
+    # none: that moment does not count as "0 available", or min 0 would sit beside share 0.7)
+    assert (window["minAvailable"], window["maxAvailable"]) == (1, 2)
     assert window["lastUpdateTimestamp"] == to_millis(T0) + 3 * MIN
     # connector-time: c1 5 min available, c2 3 min charging + 2 min available → 7/10
     assert window["availableShare"] == pytest.approx(0.7)
@@ -215,3 +217,29 @@ def test_grace_keeps_a_window_open() -> None:
     assert "late" not in outcomes[2].counters
     closed = [w for o in outcomes for w in o.closed_windows]
     assert len(closed) == 1 and closed[0]["changes"] == 2  # c1 NEW and c2 NEW (the latter within grace)
+
+
+def test_window_invariants_hold_on_a_simulated_log() -> None:
+    """Every closed window: min <= available <= max <= connectors; share 1.0 means no moment
+    without an available connector, share 0 means none was ever available."""
+    from streams.adapters import NormalizeContext, normalize_document
+    from streams.core import Policy, apply_record, new_evse
+    from streams.simulate import make_log
+    from streams.timeparse import from_millis
+
+    policy = Policy(window_ms=60_000)
+    evses: dict = {}
+    windows = []
+    for entry in make_log(evse_count=40, records=3000, seed=17):
+        key = entry.get("key")
+        ctx = NormalizeContext(record_time=from_millis(entry["timestamp"]), key=key and key.encode())
+        for record in normalize_document(entry["source"], entry["payload"], ctx).records:
+            evse = evses.get(record.evseUid) or evses.setdefault(record.evseUid, new_evse(record))
+            windows += apply_record(evse, record, policy).closed_windows
+    assert len(windows) > 500
+    for w in windows:
+        assert w["minAvailable"] <= w["available"] <= w["maxAvailable"] <= max(w["connectorsTotal"], w["maxAvailable"])
+        if w["availableShare"] == 1.0:
+            assert w["minAvailable"] >= 1, w
+        if w["availableShare"] == 0.0:
+            assert w["maxAvailable"] == 0, w

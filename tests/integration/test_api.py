@@ -118,6 +118,13 @@ async def test_query_endpoints_filters_and_errors(broker) -> None:
         assert status == 200 and (body["status"], body["evseUid"]) == ("AVAILABLE", "edrv:cs1")
         status, body = await get(http, f"{worker.url}/api/stats")
         assert body["accepted"] == 12 and body["partitionsOwned"] == [0, 1, 2] and "consumerLag" in body
+        # counters agree: this worker's rejections plus replay's own dead letters = the DLQ topic
+        assert body["rejected"] == sum(body["rejectedByKind"].values()) == 2
+        assert body["deadLetters"] == {
+            "total": 4,
+            "byKind": {"absurd_value": 1, "malformed_json": 2, "unrecognized_document": 1},
+            "byStage": {"normalize": 2, "replay": 2},
+        }
         status, body = await get(http, f"{worker.url}/api/health")
         assert status == 200 and body["status"] == "ok"
         async with http.get(f"{worker.url}/metrics") as response:

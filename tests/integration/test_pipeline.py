@@ -252,5 +252,9 @@ async def test_both_engines_give_the_same_dump_record_by_record(broker, tmp_path
     for ours, theirs in zip(native["evses"], faust["evses"], strict=True):
         assert ours == theirs, ours["evseUid"]
     assert native["windows"] == faust["windows"]
+    for w in native["windows"]:  # the dump's windows are consistent with themselves
+        assert w["minAvailable"] <= w["available"] <= w["maxAvailable"], w
+        assert w["availableShare"] != 1.0 or w["minAvailable"] >= 1, w
+        assert w["availableShare"] != 0.0 or w["maxAvailable"] == 0, w
     assert native["stats"].pop("engine") == "native" and faust["stats"].pop("engine") == "faust"
     assert native["stats"] == faust["stats"]
