@@ -171,9 +171,6 @@ class FaustEngine:
         self.table: Any = None
         #: per connector-status partition: counter totals, stream time, last offset processed
         self.counters: dict[int, dict[str, int]] = {}
-        #: partitions assigned as of the last rebalance this engine saw (see ``_owned``)
-        self._owned_tps: set[Any] = set()
-        self._rebalances_seen = -1
         self.stream_times: dict[int, int] = {}
         self.processed: dict[int, int] = {}
         self.positions: dict[tuple[str, int], int] = {}
@@ -256,8 +253,6 @@ class FaustEngine:
         message = event.message
         partition, offset = message.partition, message.offset
         timestamp = round(message.timestamp * 1000)
-        if not await self._owned(message.tp):
-            return
         if self._rebuild:
             self._rebuild_totals()
         try:
@@ -297,8 +292,6 @@ class FaustEngine:
 
     async def _apply(self, uid: str, record: Any, partition: int, offset: int, timestamp: int, outputs: Any) -> bool:
         """Fold ``record`` into EVSE ``uid``; True when the record had nothing to apply to."""
-        if self.app.rebalancing and not await self._owned(self._tp(partition)):
-            return False  # revoked between two EVSEs of a charge-point-wide record: the new owner redoes it
         cached = self._cache.get(uid)
         if cached is None:
             stored = self.table.get(uid)
@@ -346,28 +339,6 @@ class FaustEngine:
                 headers=avro.schema_headers("EvseAvailability"),
             )
         return False
-
-    async def _owned(self, tp: Any) -> bool:
-        """Wait out a rebalance in progress, then say whether ``tp`` is still this worker's.
-
-        Faust does not wait for an agent's current event before it revokes partitions
-        (``stream_wait_empty`` is off: waiting costs seconds per rebalance). A table write made
-        after the revocation could reach the changelog after the new owner recovered it, and the
-        new owner's next write for that EVSE would then drop it (a counter lost). So no state is
-        written while a rebalance runs, and an event of a partition that moved is left to its new
-        owner, which reprocesses it: this worker's commit for a revoked partition is discarded.
-        """
-        while self.app.rebalancing and not self.app.should_stop:
-            await asyncio.sleep(0.02)
-        if self.app.rebalancing_count != self._rebalances_seen:
-            self._rebalances_seen = self.app.rebalancing_count
-            self._owned_tps = set(self.app.consumer.assignment())
-        return tp in self._owned_tps
-
-    def _tp(self, partition: int) -> Any:
-        from faust.types import TP
-
-        return TP(CONNECTOR_STATUS, partition)
 
     def _meta(self, partition: int) -> dict[str, Any]:
         stored = self.table.get(f"{META_PREFIX}{partition}")
