@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from ..helpers import FIXTURES
+from .workers import run_cli
 
 pytestmark = pytest.mark.integration
 LOG = FIXTURES / "replay_log.jsonl"
 
 
-def plugstream(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        capture_output=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+plugstream = run_cli
 
 
 def test_replay_embedded_dump(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ progress (issue: a command line that never confuses)."""
 
 from __future__ import annotations
 
-import os
+import functools
 import signal
 import socket
 import subprocess
@@ -17,17 +17,12 @@ import pytest
 from streams.broker import free_port
 
 from ..helpers import FIXTURES
+from .workers import run_cli
 
 pytestmark = pytest.mark.integration
 
 
-def plugstream(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        capture_output=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+plugstream = functools.partial(run_cli, timeout=60)
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:

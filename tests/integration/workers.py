@@ -176,3 +176,13 @@ async def wait_dead_letters(bootstrap: str, expected: dict[bytes, str], timeout:
     assert not missing, f"{len(missing)} of {len(expected)} malformed records never reached the DLQ: {missing[:3]}"
     wrong = {raw[:60]: kinds for raw, kinds in got.items() if kinds != {expected[raw]}}
     assert not wrong, wrong
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``plugstream ARGS`` in a child process, output captured, ``env`` on top of this one's."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
