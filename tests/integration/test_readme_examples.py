@@ -24,7 +24,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+
+from streams.broker import free_port
+
+from .workers import run_cli, stop
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,11 +64,16 @@ def readme_curls() -> list[str]:
     return re.findall(r"`(curl [^`]+)`", README.read_text())
 
 
-def argv(command: str) -> list[str]:
-    """``plugstream ARGS`` as this interpreter's console command (independent of ``PATH``)."""
+def cli_args(command: str) -> list[str]:
+    """The ARGS of ``plugstream ARGS``."""
     words = shlex.split(command)
     assert words[0] == "plugstream", command
-    return [sys.executable, "-m", "streams.cli", *words[1:]]
+    return words[1:]
+
+
+def argv(command: str) -> list[str]:
+    """``plugstream ARGS`` as this interpreter's console command (independent of ``PATH``)."""
+    return [sys.executable, "-m", "streams.cli", *cli_args(command)]
 
 
 @pytest.fixture
@@ -75,9 +83,7 @@ def scratch(tmp_path: Path) -> Path:
 
 
 def run(command: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240) -> str:
-    done = subprocess.run(
-        argv(command), cwd=cwd, capture_output=True, timeout=timeout, env={**os.environ, **(env or {})}
-    )
+    done = run_cli(*cli_args(command), env=env, timeout=timeout, cwd=cwd)
     assert done.returncode == 0, (command, done.returncode, done.stderr.decode()[-3000:])
     return done.stdout.decode()
 
@@ -114,12 +120,6 @@ def test_replay_examples(scratch: Path) -> None:
         assert dump["stats"]["engine"] == engine, command
         assert dump["evses"] and dump["stats"]["accepted"] > 0, command
         assert all(e["lastUpdateTimestamp"] for e in dump["evses"]), command
-
-
-def free_port() -> int:
-    from streams.broker import free_port as pick
-
-    return pick()
 
 
 def curl(example: str, port: int) -> tuple[int, str]:
@@ -192,7 +192,7 @@ async def test_cluster_and_http_examples(broker, scratch: Path) -> None:
         assert shutil.which("curl"), "curl is needed to run the README's curl examples"
         deadline = time.monotonic() + 60
         for example in examples:
-            url = next(w for w in shlex.split(example) if w.startswith("127.0.0.1") or w.startswith("'127"))
+            url = next(w for w in shlex.split(example) if w.startswith("127.0.0.1"))
             path, _, query = url.split(f":{PORT}", 1)[1].partition("?")
             while True:  # the view catches up with the feed within seconds
                 code, body = curl(example, port)
@@ -207,11 +207,6 @@ async def test_cluster_and_http_examples(broker, scratch: Path) -> None:
                     await asyncio.sleep(0.5)
     finally:
         for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+            stop(worker)
         sink.close()
     assert workers[0].returncode == 0, log.read_text()[-3000:]

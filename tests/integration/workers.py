@@ -178,11 +178,14 @@ async def wait_dead_letters(bootstrap: str, expected: dict[bytes, str], timeout:
     assert not wrong, wrong
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """``plugstream ARGS`` in a child process, output captured, ``env`` on top of this one's."""
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
         capture_output=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
