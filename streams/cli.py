@@ -14,9 +14,9 @@ from typing import Any, BinaryIO
 import click
 import orjson
 
-from .adapters import REGISTRY, NormalizeContext, Rejection, normalize_document
-from .adapters.base import DEFAULT_MAX_CONNECTORS, DEFAULT_MAX_PAYLOAD_BYTES, decode_payload
-from .timeparse import UnparseableTime, parse_timestamp, rfc3339
+from .adapters import REGISTRY
+from .adapters.base import DEFAULT_MAX_CONNECTORS, DEFAULT_MAX_PAYLOAD_BYTES
+from .timeparse import UnparseableTime, parse_timestamp
 
 
 class SourceChoice(click.ParamType):
@@ -42,85 +42,10 @@ def _record_time(value: str | None) -> datetime:
     return moment
 
 
-def split_documents(raw: bytes, max_bytes: int) -> list[tuple[Any, Rejection | None]]:
-    """One JSON document, a JSON array of documents, or JSON Lines → documents.
-
-    A whole file that parses is one document (or the elements of a top-level array, unless
-    it is one OCPP-J frame); otherwise it is read as JSON Lines, each line a document that
-    may be rejected alone.
-    """
-    stripped = raw.lstrip(b"\xef\xbb\xbf").strip()
-    if not stripped:
-        return []
-    try:
-        whole = orjson.loads(stripped)
-    except orjson.JSONDecodeError:
-        pass
-    else:
-        if isinstance(whole, list) and not (whole and whole[0].__class__ is int):
-            return [(doc, None) for doc in whole]
-        return [(whole, None)]  # one document (an OCPP-J frame [2, id, action, payload] is one too)
-    lines = [line for line in stripped.split(b"\n") if line.strip()]
-    first = lines[0].strip()
-    if (len(lines) > 1 and first in (b"{", b"[")) or first.endswith((b"{", b"[", b",")):
-        # a pretty-printed document that does not parse: one rejection, not one per line
-        try:
-            decode_payload(stripped, max_bytes=max(len(stripped), max_bytes))
-        except Rejection as rejection:
-            return [(None, rejection)]
-    documents: list[tuple[Any, Rejection | None]] = []
-    for line in lines:
-        try:
-            documents.append((decode_payload(line.strip(), max_bytes), None))
-        except Rejection as rejection:
-            documents.append((None, rejection))
-    return documents
-
-
-def _write_jsonl(stream: BinaryIO, obj: dict[str, Any]) -> None:
-    stream.write(orjson.dumps(obj) + b"\n")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="plugstream")
 def main() -> None:
     """plugstream: EV charging availability from OCPI, OCM, HERE, eDRV and OCPP feeds."""
-
-
-class RecordWriter:
-    """Canonical records → JSON Lines, fast: orjson writes the enums itself, and the two
-    timestamps are formatted once per distinct value (``2026-03-01T09:29:00.000Z``; orjson's
-    own datetime form drops the milliseconds when they are zero)."""
-
-    __slots__ = ("_lines", "_stream", "_times")
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._times: dict[datetime, str] = {}
-        self._lines: list[bytes] = []
-
-    def _time(self, moment: datetime) -> str:
-        text = self._times.get(moment)
-        if text is None:
-            if len(self._times) > 100_000:
-                self._times.clear()
-            text = self._times[moment] = rfc3339(moment)
-        return text
-
-    def write(self, record: Any) -> None:
-        fields = record.__dict__.copy()
-        fields["eventTime"] = self._time(fields["eventTime"])
-        fields["recordTime"] = self._time(fields["recordTime"])
-        self._lines.append(orjson.dumps(fields))
-        if len(self._lines) >= 4096:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._lines:
-            self._lines.append(b"")
-            self._stream.write(b"\n".join(self._lines))
-            self._lines.clear()
-        self._stream.flush()
 
 
 def _header(value: str) -> tuple[str, bytes]:
@@ -179,6 +104,13 @@ def _header(value: str) -> tuple[str, bytes]:
     help="A Kafka record header each document would carry (repeatable), e.g. ocpi-evse-uid=E1.",
 )
 @click.option("--stats", is_flag=True, help="Print a summary line (JSON) to stderr at the end.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes to normalize with (default: one per CPU for an input of 1 MB and 1,000 documents or more). "
+    "The output is the same, in input order, whatever the number.",
+)
 @click.argument("file", type=click.File("rb"))
 def normalize(
     source: str,
@@ -189,6 +121,7 @@ def normalize(
     key: str | None,
     headers: tuple[str, ...],
     stats: bool,
+    workers: int | None,
     file: BinaryIO,
 ) -> None:
     """Canonical records of FILE as JSON Lines on stdout (no Kafka needed).
@@ -199,43 +132,23 @@ def normalize(
     """
     from datetime import timedelta
 
-    moment = _record_time(record_time)
-    skew = timedelta(seconds=max_skew)
-    record_key = None if key is None else key.encode()
-    record_headers = [_header(value) for value in headers] or None
-    out, err = RecordWriter(sys.stdout.buffer), sys.stderr.buffer
-    counts = {"documents": 0, "records": 0, "rejected": 0, "skipped": 0}
-    warnings: dict[str, int] = {}
-    for index, (document, rejection) in enumerate(split_documents(file.read(), max_bytes)):
-        counts["documents"] += 1
-        ctx = NormalizeContext(
-            record_time=moment,
-            max_skew=skew,
-            key=record_key,
-            headers=record_headers,
-            max_connectors=max_connectors,
-        )
-        if rejection is None:
-            try:
-                result = normalize_document(source, document, ctx)
-            except Rejection as exc:
-                rejection = exc
-        if rejection is not None:
-            counts["rejected"] += 1
-            _write_jsonl(err, {"index": index, **rejection.as_dict()})
-            continue
-        for record in result.records:
-            out.write(record)
-        for partial in result.rejections:
-            counts["rejected"] += 1
-            _write_jsonl(err, {"index": index, **partial.as_dict()})
-        counts["records"] += len(result.records)
-        counts["skipped"] += sum(result.skipped.values())
-        for field, n in ctx.warnings.counts.items():
-            warnings[field] = warnings.get(field, 0) + n
-    out.flush()
+    from .batch import Job, normalize_documents, split_documents, worker_count, write_jsonl
+
+    job = Job(
+        source=source,
+        record_time=_record_time(record_time),
+        max_skew=timedelta(seconds=max_skew),
+        max_bytes=max_bytes,
+        max_connectors=max_connectors,
+        key=None if key is None else key.encode(),
+        headers=[_header(value) for value in headers] or None,
+    )
+    raw = file.read()
+    documents = split_documents(raw, max_bytes)
+    err = sys.stderr.buffer
+    tally = normalize_documents(job, documents, sys.stdout.buffer, err, worker_count(workers, documents, len(raw)))
     if stats:
-        _write_jsonl(err, {"summary": counts, "warnings": warnings})
+        write_jsonl(err, {"summary": tally.counts, "warnings": tally.warnings})
     err.flush()
 
 

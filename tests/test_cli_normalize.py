@@ -1,3 +1,5 @@
+import itertools
+
 import orjson
 from click.testing import CliRunner
 
@@ -82,7 +84,7 @@ def test_fast_writer_output_is_exactly_the_avro_json_form() -> None:
     ]
     import io
 
-    from streams.cli import RecordWriter
+    from streams.batch import RecordWriter
 
     for outcome in outcomes:
         buffer = io.BytesIO()
@@ -114,3 +116,75 @@ def test_key_and_headers_for_one_document() -> None:
 def test_bad_header_option_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["normalize", "-s", "ocpi", "--header", "novalue", "-"], input=b"{}")
     assert result.exit_code == 2 and "NAME=VALUE" in result.output
+
+
+def _locations(count: int) -> bytes:
+    """JSON Lines of OCPI Locations, with an unreadable line and a bad EVSE now and then."""
+    lines = []
+    for i in range(count):
+        if i % 97 == 13:
+            lines.append(b'{"country_code": "NL", "evses": [')  # cut off
+            continue
+        evses = [
+            {
+                "uid": f"L{i}E{e}",
+                "status": "FLYING" if (i + e) % 89 == 5 else ("AVAILABLE", "CHARGING", "OUTOFORDER")[(i + e) % 3],
+                "last_updated": f"2026-03-01T{i % 24:02d}:{e:02d}:00Z",
+                "connectors": [{"id": str(c), "standard": "IEC_62196_T2", "max_electric_power": 22000} for c in (1, 2)],
+            }
+            for e in range(1 + i % 3)
+        ]
+        lines.append(orjson.dumps({"country_code": "NL", "party_id": "BEN", "id": f"L{i}", "evses": evses}))
+    return b"\n".join(lines) + b"\n"
+
+
+def _normalize_raw(body: bytes, *options: str) -> tuple[bytes, bytes]:
+    result = CliRunner().invoke(
+        main, ["normalize", "-s", "ocpi", "--record-time", "2026-03-02T00:00:00Z", "--stats", *options, "-"], input=body
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout_bytes, result.stderr_bytes
+
+
+def test_several_processes_write_what_one_writes() -> None:
+    """``--workers``: the same records, rejections (with their input index) and summary, in the
+    same order, byte for byte — for JSON Lines and for a JSON array."""
+    body = _locations(700)
+    one = _normalize_raw(body, "--workers", "1")
+    assert one[0].count(b"\n") > 1500 and b'"kind":"unknown_status"' in one[1] and b'"malformed_json"' in one[1]
+    assert orjson.loads(one[1].splitlines()[-1])["summary"]["documents"] == 700
+    for workers in ("2", "3", "8"):
+        assert _normalize_raw(body, "--workers", workers) == one
+    array = b"[" + b",".join(line for line in body.splitlines() if line.endswith(b"}")) + b"]"
+    assert _normalize_raw(array, "--workers", "3") == _normalize_raw(array, "--workers", "1")
+
+
+def test_a_failed_worker_process_loses_nothing(monkeypatch) -> None:
+    """A child that dies before sending its slice has the slice redone by the parent."""
+    import io
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from streams import batch
+
+    job = batch.Job("ocpi", datetime(2026, 3, 2, tzinfo=UTC), timedelta(minutes=5), 1 << 20, 1000)
+    documents = batch.split_documents(_locations(300), 1 << 20)
+    expected_out, expected_err = io.BytesIO(), io.BytesIO()
+    expected = batch.normalize_documents(job, documents, expected_out, expected_err, workers=1)
+    monkeypatch.setattr(batch, "_child", lambda *_: os._exit(3))
+    out, err = io.BytesIO(), io.BytesIO()
+    tally = batch.normalize_documents(job, documents, out, err, workers=3)
+    assert (out.getvalue(), err.getvalue()) == (expected_out.getvalue(), expected_err.getvalue())
+    assert tally == expected
+
+
+def test_big_inputs_use_every_cpu_small_ones_one_process() -> None:
+    from streams import batch
+
+    small = batch.split_documents(_locations(50), 1 << 20)
+    assert batch.worker_count(None, small, 10_000) == 1
+    assert batch.worker_count(4, small, 10_000) == 4
+    big = batch.Documents([b"{}"] * 5000, True)
+    assert batch.worker_count(None, big, 2 << 20) == min(batch.available_cpus(), 8)
+    bounds = batch.slice_bounds(big, 3)
+    assert bounds[0][0] == 0 and bounds[-1][1] == 5000 and all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
