@@ -41,6 +41,7 @@ from .adapters.base import construct_status
 from .config import Settings
 from .core import COUNTERS, EvseState, apply_record, availability, charge_point_evse, new_evse
 from .engine import Normalizer, change_record, dead_letter, policy_for, status_partition
+from .faust_transport import deliver_in_order, limit_commits
 from .kafka import Kafka, as_kafka
 from .models import Scope
 from .store import parse_store_url
@@ -175,6 +176,8 @@ class FaustEngine:
         self.processed: dict[int, int] = {}
         self.positions: dict[tuple[str, int], int] = {}
         self.produced: dict[int, int] = {}
+        #: per agent input partition owned now: the next offset the agent is due to process
+        self.due: dict[tuple[str, int], int] = {}
         self.unreadable = 0
         self._cache: dict[str, tuple[EvseState, dict[str, int], int]] = {}
         self._scratch: Path | None = None
@@ -217,6 +220,7 @@ class FaustEngine:
         async def normalize(stream: Any) -> None:
             async for event in stream.events():
                 message = event.message
+                self._check_order(message)
                 source = message.topic.removeprefix("raw.")
                 timestamp = round(message.timestamp * 1000)
                 wrapped = _Message(message, timestamp)
@@ -238,9 +242,11 @@ class FaustEngine:
                         callback=produced,
                     )
                 self.positions[(message.topic, message.partition)] = message.offset + 1
+                self.due[(message.topic, message.partition)] = message.offset + 1
 
         async def aggregate(stream: Any) -> None:
             async for event in stream.events():
+                self._check_order(event.message)
                 started = time.perf_counter()
                 await self._fold(event, outputs, dlq)
                 for callback in self.on_batch:
@@ -248,6 +254,32 @@ class FaustEngine:
 
         app.agent(raw, name="normalize")(normalize)
         app.agent(status, name="aggregate")(aggregate)
+        agent_topics = {*RAW_TOPICS.values(), CONNECTOR_STATUS}
+
+        def commit_limit(topic: str, partition: int, offset: int) -> int | None:
+            if topic not in agent_topics:
+                return offset
+            due = self.due.get((topic, partition))
+            return None if due is None else min(offset, due)
+
+        limit_commits(app, commit_limit)
+        deliver_in_order(app, agent_topics)
+
+    def _check_order(self, message: Any) -> None:
+        """An event past the offset due means records of the partition were skipped; the
+        transport's guards (``streams/faust_transport.py``) exist so that this never happens,
+        and the log says so if it does."""
+        slot = (message.topic, message.partition)
+        due = self.due.get(slot)
+        if due is not None and message.offset > due:
+            log.warning(
+                "%s[%d]: processing offset %d, %d was due (%d records skipped)",
+                slot[0],
+                slot[1],
+                message.offset,
+                due,
+                message.offset - due,
+            )
 
     async def _fold(self, event: Any, outputs: dict[str, Any], dlq: Any) -> None:
         message = event.message
@@ -272,6 +304,7 @@ class FaustEngine:
                 headers=avro.schema_headers("DeadLetter"),
             )
             self.processed[partition] = offset
+            self.due[(message.topic, partition)] = offset + 1
             return
         if timestamp > self.stream_times.get(partition, -1):
             self.stream_times[partition] = timestamp
@@ -289,6 +322,7 @@ class FaustEngine:
                 meta["k"]["evseScopeUnmatched"] = meta["k"].get("evseScopeUnmatched", 0) + 1
                 self._save_meta(partition, meta, offset)
         self.processed[partition] = offset
+        self.due[(message.topic, partition)] = offset + 1
 
     async def _apply(self, uid: str, record: Any, partition: int, offset: int, timestamp: int, outputs: Any) -> bool:
         """Fold ``record`` into EVSE ``uid``; True when the record had nothing to apply to."""
@@ -374,6 +408,8 @@ class FaustEngine:
             self.stream_times[partition] = max(self.stream_times.get(partition, -1), stream_time)
 
     async def _revoked(self, app: Any, revoked: Any, **_: Any) -> None:
+        for tp in revoked:
+            self.due.pop((tp.topic, tp.partition), None)
         self._cache.clear()
         self._rebuild = True
 
