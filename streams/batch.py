@@ -1,19 +1,25 @@
 """``plugstream normalize``'s engine: a file of raw documents → canonical records as JSON Lines.
 
-No Kafka and no state: each document is normalized alone, so a big input is split into
-contiguous slices normalized by forked processes (the parent takes the first slice; each
-child sends its slice's output back through a pipe), and the parent writes the slices in
-input order. The output is byte for byte what one process writes; only the wall time differs.
-Where ``os.fork`` does not exist (Windows) or the input is small, one process does it all.
-A child that fails has its slice redone by the parent, so nothing is lost to a worker.
+JSON Lines are read as they are normalized, so memory stays flat whatever the file's size
+(one document, or a JSON array, is parsed whole). No Kafka and no state: each document is
+normalized alone, so a big input is split into contiguous slices normalized by forked
+processes — a regular file by byte ranges each process reads itself, an in-memory array by
+index ranges. The parent normalizes the first slice; each child writes its slice's records
+and rejections to unlinked temporary files the parent then copies out in input order (a
+rejection's ``index`` is rebased to its place in the whole input). The output is byte for byte
+what one process writes; only the wall time differs. A child that fails has its slice redone
+by the parent. Where ``os.fork`` does not exist (Windows), the input is small or a stream
+(stdin from a pipe), one process does it all.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import struct
-from collections.abc import Sequence
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
@@ -28,7 +34,11 @@ from .timeparse import rfc3339
 PARALLEL_MIN_DOCUMENTS = 1_000
 PARALLEL_MIN_BYTES = 1 << 20
 TALLY_COUNTS = ("documents", "records", "rejected", "skipped")
-_FRAME = struct.Struct("!QQQ")  # the lengths of a child's tally, records and rejections
+READ_CHUNK = 1 << 20
+#: lines written at a time; small on purpose: each ``orjson.dumps`` result holds a 16 KiB
+#: buffer whatever its length, so 4,096 pending lines meant 64 MiB and a page fault storm
+WRITE_BATCH = 256
+_BOM = b"\xef\xbb\xbf"
 
 
 class RecordWriter:
@@ -56,7 +66,7 @@ class RecordWriter:
         fields["eventTime"] = self._time(fields["eventTime"])
         fields["recordTime"] = self._time(fields["recordTime"])
         self._lines.append(orjson.dumps(fields))
-        if len(self._lines) >= 4096:
+        if len(self._lines) >= WRITE_BATCH:
             self.flush()
 
     def flush(self) -> None:
@@ -102,11 +112,25 @@ class Tally:
 
 @dataclass(frozen=True)
 class Documents:
-    """The input split into documents: parsed already, or (``lines``) raw JSON Lines each slice
-    decodes itself, so that parsing is spread over the processes too."""
+    """Documents in memory: parsed already, or (``lines``) raw JSON Lines still to decode."""
 
     items: Sequence[Any]
     lines: bool
+
+
+@dataclass(frozen=True)
+class Lines:
+    """JSON Lines read while they are normalized: from a regular file by offset (``fd`` from
+    ``start`` to ``size``, so that several processes can read slices of it), or from a stream
+    (``stream``, one process)."""
+
+    fd: int | None = None
+    start: int = 0
+    size: int = 0
+    stream: Iterable[bytes] | None = None
+
+
+Input = Documents | Lines
 
 
 def split_documents(raw: bytes, max_bytes: int) -> Documents:
@@ -116,7 +140,7 @@ def split_documents(raw: bytes, max_bytes: int) -> Documents:
     it is one OCPP-J frame); otherwise it is read as JSON Lines, each line a document that
     may be rejected alone.
     """
-    stripped = raw.lstrip(b"\xef\xbb\xbf").strip()
+    stripped = raw.lstrip(_BOM).strip()
     if not stripped:
         return Documents([], False)
     try:
@@ -138,27 +162,122 @@ def split_documents(raw: bytes, max_bytes: int) -> Documents:
     return Documents(lines, True)
 
 
-def normalize_slice(job: Job, documents: Documents, start: int, stop: int, out: BinaryIO, err: BinaryIO) -> Tally:
-    """Documents ``start``…``stop - 1``: records to ``out``, one JSON line per rejection to ``err``
-    (``index`` is the document's place in the whole input)."""
+def _parses(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def read_input(file: BinaryIO, max_bytes: int) -> Input:
+    """The input's shape, decided by its first line: when that line is a JSON value of its
+    own and more follows, the input is JSON Lines (no single JSON document can hold a value
+    followed by more), read as it is normalized. Anything else is read whole and split by
+    :func:`split_documents`, exactly as before streaming existed."""
+    try:
+        fd = file.fileno()
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        start = file.tell()
+    except (AttributeError, OSError, ValueError):
+        regular = False
+    if regular:
+        size = os.fstat(fd).st_size
+        lines = _pread_lines(fd, start, size)
+        first = next((line for line in lines if line.strip()), None)
+        if (
+            first is not None
+            and _parses(first.lstrip(_BOM).strip())
+            and next((True for line in lines if line.strip()), False)
+        ):
+            return Lines(fd=fd, start=start, size=size)
+        return split_documents(file.read(), max_bytes)
+    seen: list[bytes] = []
+    stream = iter(file)
+    for line in stream:
+        seen.append(line)
+        if line.strip():
+            break
+    if seen and _parses(seen[-1].lstrip(_BOM).strip()):
+        for line in stream:
+            seen.append(line)
+            if line.strip():
+                return Lines(stream=_chain(seen, stream))
+    return split_documents(b"".join(seen) + file.read(), max_bytes)
+
+
+def _chain(first: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield from first
+    yield from rest
+
+
+def _pread_lines(fd: int, start: int, end: int) -> Iterator[bytes]:
+    """The lines of ``fd`` that start at offsets in [``start``, ``end``); ``start`` must be a
+    line start. Read with ``os.pread``, so processes sharing the descriptor do not disturb one
+    another's position."""
+    position = line_start = start
+    pending = b""
+    while line_start < end:
+        data = os.pread(fd, READ_CHUNK, position)
+        if not data:
+            if pending:
+                yield pending
+            return
+        position += len(data)
+        parts = (pending + data).split(b"\n") if pending else data.split(b"\n")
+        pending = parts.pop()
+        for part in parts:
+            if line_start >= end:
+                return
+            yield part
+            line_start += len(part) + 1
+
+
+def _line_start_from(fd: int, offset: int, start: int) -> int:
+    """The first line start at or after ``offset`` (``start`` is the input's first)."""
+    if offset <= start:
+        return start
+    position = offset - 1
+    while True:
+        data = os.pread(fd, 65_536, position)
+        if not data:
+            return position
+        newline = data.find(b"\n")
+        if newline >= 0:
+            return position + newline + 1
+        position += len(data)
+
+
+RejectionSink = Callable[[int, dict[str, str]], None]
+
+
+def normalize_items(job: Job, items: Iterable[Any], lines: bool, out: BinaryIO, rejected: RejectionSink) -> Tally:
+    """Normalize documents (raw lines when ``lines``, blank ones skipped): records to ``out``;
+    each rejection to ``rejected(index, rejection)``, ``index`` counting from 0 here."""
     tally = Tally()
     counts, warnings = tally.counts, tally.warnings
     writer = RecordWriter(out)
-    items, lines = documents.items, documents.lines
-    for index in range(start, stop):
-        item = items[index]
-        counts["documents"] += 1
+    index = -1
+    first_line = lines
+    for item in items:
         rejection: Rejection | None = None
         document: Any = None
         if lines:
+            text = item.strip()
+            if first_line:
+                text, first_line = text.lstrip(_BOM), False
+            if not text:
+                continue
             try:
-                document = decode_payload(item.strip(), job.max_bytes)
+                document = decode_payload(text, job.max_bytes)
             except Rejection as exc:
                 rejection = exc
         elif isinstance(item, Rejection):
             rejection = item
         else:
             document = item
+        index += 1
+        counts["documents"] += 1
         ctx = NormalizeContext(
             record_time=job.record_time,
             max_skew=job.max_skew,
@@ -173,13 +292,13 @@ def normalize_slice(job: Job, documents: Documents, start: int, stop: int, out: 
                 rejection = exc
         if rejection is not None:
             counts["rejected"] += 1
-            write_jsonl(err, {"index": index, **rejection.as_dict()})
+            rejected(index, rejection.as_dict())
             continue
         for record in result.records:
             writer.write(record)
         for partial in result.rejections:
             counts["rejected"] += 1
-            write_jsonl(err, {"index": index, **partial.as_dict()})
+            rejected(index, partial.as_dict())
         counts["records"] += len(result.records)
         counts["skipped"] += sum(result.skipped.values())
         for name, n in ctx.warnings.counts.items():
@@ -195,8 +314,32 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def input_size(source: Input) -> int:
+    if isinstance(source, Lines):
+        return source.size - source.start if source.fd is not None else 0
+    if source.lines:
+        return sum(len(line) for line in source.items)
+    return 0
+
+
+def worker_count(requested: int | None, source: Input, size: int | None = None) -> int:
+    """How many processes: ``requested`` (``--workers``), else one per CPU (at most 8) for an
+    input of :data:`PARALLEL_MIN_BYTES` or more (and :data:`PARALLEL_MIN_DOCUMENTS` when it is
+    in memory). A stream is always read by one process."""
+    if not hasattr(os, "fork") or (isinstance(source, Lines) and source.fd is None):
+        return 1
+    if requested is not None:
+        return max(1, requested)
+    size = input_size(source) if size is None else size
+    if size < PARALLEL_MIN_BYTES:
+        return 1
+    if isinstance(source, Documents) and len(source.items) < PARALLEL_MIN_DOCUMENTS:
+        return 1
+    return min(available_cpus(), 8)
+
+
 def slice_bounds(documents: Documents, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous slices of about equal work (bytes for JSON Lines, else counts)."""
+    """``parts`` contiguous index ranges of about equal work (bytes for lines, else counts)."""
     n = len(documents.items)
     parts = max(1, min(parts, n))
     if documents.lines:
@@ -213,101 +356,123 @@ def slice_bounds(documents: Documents, parts: int) -> list[tuple[int, int]]:
     return [(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def worker_count(requested: int | None, documents: Documents, size: int) -> int:
-    """How many processes: ``requested`` (``--workers``), else one per CPU for a big input."""
-    if not hasattr(os, "fork"):
-        return 1
-    if requested is not None:
-        return max(1, requested)
-    if len(documents.items) < PARALLEL_MIN_DOCUMENTS or size < PARALLEL_MIN_BYTES:
-        return 1
-    return min(available_cpus(), 8)
+def _slices(source: Input, parts: int) -> list[tuple[Callable[[], Iterable[Any]], bool]]:
+    """The input as ``parts`` (or fewer) slices in order: (a function giving the slice's
+    items, whether they are raw lines)."""
+    if isinstance(source, Lines):
+        if source.fd is None:
+            stream = source.stream or ()
+            return [(lambda: stream, True)]
+        fd, start, size = source.fd, source.start, source.size
+        cuts = sorted({_line_start_from(fd, start + (size - start) * k // parts, start) for k in range(parts)})
+        ends = [*cuts[1:], size]
+        return [
+            (lambda a=a, b=b: _pread_lines(fd, a, b), True)  # type: ignore[misc]
+            for a, b in zip(cuts, ends, strict=True)
+            if a < b
+        ]
+    items = source.items
+    return [(lambda a=a, b=b: items[a:b], source.lines) for a, b in slice_bounds(source, parts)]  # type: ignore[misc]
 
 
-class _Chunks:
-    """A write-only stream that keeps what is written as a list of chunks (no copying into one
-    growing buffer, which costs a child a tenth of its time on a big slice)."""
+def normalize_input(job: Job, source: Input, out: BinaryIO, err: BinaryIO, workers: int = 1) -> Tally:
+    """Every document of ``source``, on ``workers`` processes; output in input order either way."""
 
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
+    def write_rejection(index: int, rejection: dict[str, str]) -> None:
+        write_jsonl(err, {"index": index, **rejection})
 
-    def write(self, data: bytes) -> int:
-        self.chunks.append(data)
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-def _child(job: Job, documents: Documents, bounds: tuple[int, int], pipe: int) -> None:
-    """In a forked child: normalize one slice, send tally + records + rejections, exit."""
-    status = 1
+    if workers <= 1:
+        if isinstance(source, Lines) and source.fd is not None:
+            items: Iterable[Any] = _pread_lines(source.fd, source.start, source.size)
+        elif isinstance(source, Lines):
+            items = source.stream or ()
+        else:
+            items = source.items
+        return normalize_items(job, items, isinstance(source, Lines) or source.lines, out, write_rejection)
+    slices = _slices(source, workers)
+    gc.freeze()  # what is parsed already is shared with the children copy-on-write: keep GC off it
     try:
-        out, err = _Chunks(), _Chunks()
-        tally = normalize_slice(job, documents, *bounds, out, err)  # type: ignore[arg-type]
-        head = orjson.dumps({"counts": tally.counts, "warnings": tally.warnings})
-        with open(pipe, "wb", closefd=True) as stream:
-            stream.write(_FRAME.pack(len(head), out.size, err.size) + head)
-            stream.writelines(out.chunks)
-            stream.writelines(err.chunks)
-        status = 0
-    finally:
-        os._exit(status)
-
-
-def _collect(pipe: int) -> tuple[Tally, bytes, bytes] | None:
-    """A child's slice from its pipe; ``None`` if it died before sending all of it."""
-    with open(pipe, "rb", closefd=True) as stream:
-        data = stream.read()
-    if len(data) < _FRAME.size:
-        return None
-    head_len, body_len, err_len = _FRAME.unpack_from(data)
-    if len(data) != _FRAME.size + head_len + body_len + err_len:
-        return None
-    at = _FRAME.size
-    head = orjson.loads(data[at : at + head_len])
-    at += head_len
-    body = data[at : at + body_len]
-    return Tally(head["counts"], head["warnings"]), body, data[at + body_len :]
-
-
-def normalize_documents(job: Job, documents: Documents, out: BinaryIO, err: BinaryIO, workers: int = 1) -> Tally:
-    """Every document, on ``workers`` processes; output in input order either way."""
-    n = len(documents.items)
-    if workers <= 1 or n < 2:
-        return normalize_slice(job, documents, 0, n, out, err)
-    bounds = slice_bounds(documents, workers)
-    gc.freeze()  # the parsed input is shared with the children copy-on-write; keep GC off it
-    try:
-        return _normalize_forked(job, documents, bounds, out, err)
+        return _normalize_forked(job, slices, out, err)
     finally:
         gc.unfreeze()
 
 
-def _normalize_forked(
-    job: Job, documents: Documents, bounds: list[tuple[int, int]], out: BinaryIO, err: BinaryIO
-) -> Tally:
-    children: list[tuple[int, int, tuple[int, int]]] = []
-    for part in bounds[1:]:
+class _ChildSlice:
+    """A forked child's slice: its records and rejections go to unlinked temporary files, its
+    tally through a pipe at the end (empty if the child died)."""
+
+    def __init__(self, job: Job, items: Callable[[], Iterable[Any]], lines: bool) -> None:
+        self.items, self.lines = items, lines
+        self.records = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        self.rejections = tempfile.TemporaryFile()  # noqa: SIM115
         read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child
+        self.pid = os.fork()
+        if self.pid == 0:
             os.close(read_end)
-            _child(job, documents, part, write_end)
+            self._run(job, write_end)
         os.close(write_end)
-        children.append((pid, read_end, part))
-    total = normalize_slice(job, documents, *bounds[0], out, err)
-    for pid, read_end, part in children:
-        collected = _collect(read_end)
-        _, status = os.waitpid(pid, 0)
-        if collected is None or status != 0:
-            total.add(normalize_slice(job, documents, *part, out, err))  # redo what the child lost
-            continue
-        tally, body, errors = collected
-        out.write(body)
-        err.write(errors)
-        total.add(tally)
+        self._pipe = read_end
+
+    def _run(self, job: Job, pipe: int) -> None:
+        status = 1
+        try:
+            with (
+                open(self.records.fileno(), "wb", closefd=False) as records,
+                open(self.rejections.fileno(), "wb", closefd=False) as rejections,
+            ):
+
+                def rejected(index: int, rejection: dict[str, str]) -> None:
+                    write_jsonl(rejections, {"index": index, **rejection})
+
+                tally = normalize_items(job, self.items(), self.lines, records, rejected)
+            os.write(pipe, orjson.dumps({"counts": tally.counts, "warnings": tally.warnings}))
+            status = 0
+        finally:
+            os._exit(status)
+
+    def result(self) -> Tally | None:
+        """The child's tally once it exited; ``None`` if it failed."""
+        with open(self._pipe, "rb", closefd=True) as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(self.pid, 0)
+        if status != 0 or not data:
+            return None
+        head = orjson.loads(data)
+        return Tally(head["counts"], head["warnings"])
+
+    def copy_out(self, out: BinaryIO, err: BinaryIO, base: int) -> None:
+        self.records.seek(0)
+        shutil.copyfileobj(self.records, out, READ_CHUNK)  # type: ignore[misc]
+        self.rejections.seek(0)
+        for line in self.rejections:
+            rejection = orjson.loads(line)
+            rejection["index"] += base
+            write_jsonl(err, rejection)
+
+    def close(self) -> None:
+        self.records.close()
+        self.rejections.close()
+
+
+def _normalize_forked(
+    job: Job, slices: list[tuple[Callable[[], Iterable[Any]], bool]], out: BinaryIO, err: BinaryIO
+) -> Tally:
+    children = [_ChildSlice(job, items, lines) for items, lines in slices[1:]]
+    try:
+        items, lines = slices[0]
+        total = normalize_items(job, items(), lines, out, lambda i, r: write_jsonl(err, {"index": i, **r}))
+        for child in children:
+            base = total.counts["documents"]
+            tally = child.result()
+            if tally is None:  # redo what the child lost
+                tally = normalize_items(
+                    job, child.items(), child.lines, out, lambda i, r, b=base: write_jsonl(err, {"index": b + i, **r})
+                )
+            else:
+                child.copy_out(out, err, base)
+            total.add(tally)
+    finally:
+        for child in children:
+            child.close()
     out.flush()
     return total

@@ -132,7 +132,7 @@ def normalize(
     """
     from datetime import timedelta
 
-    from .batch import Job, normalize_documents, split_documents, worker_count, write_jsonl
+    from .batch import Job, normalize_input, read_input, worker_count, write_jsonl
 
     job = Job(
         source=source,
@@ -143,10 +143,9 @@ def normalize(
         key=None if key is None else key.encode(),
         headers=[_header(value) for value in headers] or None,
     )
-    raw = file.read()
-    documents = split_documents(raw, max_bytes)
+    source = read_input(file, max_bytes)
     err = sys.stderr.buffer
-    tally = normalize_documents(job, documents, sys.stdout.buffer, err, worker_count(workers, documents, len(raw)))
+    tally = normalize_input(job, source, sys.stdout.buffer, err, worker_count(workers, source))
     if stats:
         write_jsonl(err, {"summary": tally.counts, "warnings": tally.warnings})
     err.flush()

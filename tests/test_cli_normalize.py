@@ -138,29 +138,44 @@ def _locations(count: int) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def _normalize_raw(body: bytes, *options: str) -> tuple[bytes, bytes]:
+def _normalize_raw(body: bytes, *options: str, path=None) -> tuple[bytes, bytes]:
+    """stdout and stderr of ``normalize`` reading ``body`` from stdin, or from ``path`` (a
+    regular file, which several processes read by offset)."""
+    if path is not None:
+        path.write_bytes(body)
     result = CliRunner().invoke(
-        main, ["normalize", "-s", "ocpi", "--record-time", "2026-03-02T00:00:00Z", "--stats", *options, "-"], input=body
+        main,
+        ["normalize", "-s", "ocpi", "--record-time", "2026-03-02T00:00:00Z", "--stats", *options, str(path or "-")],
+        input=None if path else body,
     )
     assert result.exit_code == 0, result.output
     return result.stdout_bytes, result.stderr_bytes
 
 
-def test_several_processes_write_what_one_writes() -> None:
+def test_several_processes_write_what_one_writes(tmp_path) -> None:
     """``--workers``: the same records, rejections (with their input index) and summary, in the
-    same order, byte for byte — for JSON Lines and for a JSON array."""
+    same order, byte for byte — JSON Lines read by offset from a file or from stdin, a JSON
+    array, a file whose first line is unreadable (read whole), blank lines, CRLF and a BOM."""
     body = _locations(700)
+    file = tmp_path / "in.jsonl"
     one = _normalize_raw(body, "--workers", "1")
     assert one[0].count(b"\n") > 1500 and b'"kind":"unknown_status"' in one[1] and b'"malformed_json"' in one[1]
     assert orjson.loads(one[1].splitlines()[-1])["summary"]["documents"] == 700
+    assert _normalize_raw(body, "--workers", "1", path=file) == one
     for workers in ("2", "3", "8"):
-        assert _normalize_raw(body, "--workers", workers) == one
+        assert _normalize_raw(body, "--workers", workers, path=file) == one
+    messy = b"\xef\xbb\xbf" + body.replace(b"\n", b"\r\n\n  \n", 50)
+    assert _normalize_raw(messy, "--workers", "3", path=file) == one
+    garbage_first = b"not json\n" + body
+    expected = _normalize_raw(garbage_first, "--workers", "1")
+    assert b'"index":0,"kind":"malformed_json"' in expected[1]
+    assert _normalize_raw(garbage_first, "--workers", "3", path=file) == expected
     array = b"[" + b",".join(line for line in body.splitlines() if line.endswith(b"}")) + b"]"
-    assert _normalize_raw(array, "--workers", "3") == _normalize_raw(array, "--workers", "1")
+    assert _normalize_raw(array, "--workers", "3", path=file) == _normalize_raw(array, "--workers", "1")
 
 
-def test_a_failed_worker_process_loses_nothing(monkeypatch) -> None:
-    """A child that dies before sending its slice has the slice redone by the parent."""
+def test_a_failed_worker_process_loses_nothing(monkeypatch, tmp_path) -> None:
+    """A child that dies before finishing its slice has the slice redone by the parent."""
     import io
     import os
     from datetime import UTC, datetime, timedelta
@@ -168,23 +183,30 @@ def test_a_failed_worker_process_loses_nothing(monkeypatch) -> None:
     from streams import batch
 
     job = batch.Job("ocpi", datetime(2026, 3, 2, tzinfo=UTC), timedelta(minutes=5), 1 << 20, 1000)
-    documents = batch.split_documents(_locations(300), 1 << 20)
-    expected_out, expected_err = io.BytesIO(), io.BytesIO()
-    expected = batch.normalize_documents(job, documents, expected_out, expected_err, workers=1)
-    monkeypatch.setattr(batch, "_child", lambda *_: os._exit(3))
-    out, err = io.BytesIO(), io.BytesIO()
-    tally = batch.normalize_documents(job, documents, out, err, workers=3)
-    assert (out.getvalue(), err.getvalue()) == (expected_out.getvalue(), expected_err.getvalue())
-    assert tally == expected
+    path = tmp_path / "locations.jsonl"
+    path.write_bytes(_locations(300))
+
+    def run(workers: int) -> tuple[bytes, bytes, batch.Tally]:
+        out, err = io.BytesIO(), io.BytesIO()
+        with path.open("rb") as file:
+            source = batch.read_input(file, 1 << 20)
+            assert isinstance(source, batch.Lines) and source.fd is not None  # read by offset
+            tally = batch.normalize_input(job, source, out, err, workers=workers)
+        return out.getvalue(), err.getvalue(), tally
+
+    expected = run(1)
+    monkeypatch.setattr(batch._ChildSlice, "_run", lambda *_: os._exit(3))
+    assert run(3) == expected
 
 
 def test_big_inputs_use_every_cpu_small_ones_one_process() -> None:
     from streams import batch
 
     small = batch.split_documents(_locations(50), 1 << 20)
-    assert batch.worker_count(None, small, 10_000) == 1
+    assert batch.worker_count(None, small) == 1
     assert batch.worker_count(4, small, 10_000) == 4
     big = batch.Documents([b"{}"] * 5000, True)
     assert batch.worker_count(None, big, 2 << 20) == min(batch.available_cpus(), 8)
+    assert batch.worker_count(None, batch.Lines(stream=iter([b"{}"]))) == 1  # stdin from a pipe
     bounds = batch.slice_bounds(big, 3)
     assert bounds[0][0] == 0 and bounds[-1][1] == 5000 and all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
