@@ -233,6 +233,15 @@ def _pread_lines(fd: int, start: int, end: int) -> Iterator[bytes]:
             line_start += len(part) + 1
 
 
+def _without_bom(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of an input from its start, a UTF-8 byte order mark dropped from the first."""
+    iterator = iter(lines)
+    for line in iterator:
+        yield line.lstrip(_BOM)
+        break
+    yield from iterator
+
+
 def _line_start_from(fd: int, offset: int, start: int) -> int:
     """The first line start at or after ``offset`` (``start`` is the input's first)."""
     if offset <= start:
@@ -258,14 +267,11 @@ def normalize_items(job: Job, items: Iterable[Any], lines: bool, out: BinaryIO, 
     counts, warnings = tally.counts, tally.warnings
     writer = RecordWriter(out)
     index = -1
-    first_line = lines
     for item in items:
         rejection: Rejection | None = None
         document: Any = None
         if lines:
             text = item.strip()
-            if first_line:
-                text, first_line = text.lstrip(_BOM), False
             if not text:
                 continue
             try:
@@ -362,12 +368,12 @@ def _slices(source: Input, parts: int) -> list[tuple[Callable[[], Iterable[Any]]
     if isinstance(source, Lines):
         if source.fd is None:
             stream = source.stream or ()
-            return [(lambda: stream, True)]
+            return [(lambda: _without_bom(stream), True)]
         fd, start, size = source.fd, source.start, source.size
         cuts = sorted({_line_start_from(fd, start + (size - start) * k // parts, start) for k in range(parts)})
         ends = [*cuts[1:], size]
         return [
-            (lambda a=a, b=b: _pread_lines(fd, a, b), True)  # type: ignore[misc]
+            (lambda a=a, b=b: _pread_lines(fd, a, b) if a > start else _without_bom(_pread_lines(fd, a, b)), True)  # type: ignore[misc]
             for a, b in zip(cuts, ends, strict=True)
             if a < b
         ]
@@ -383,9 +389,9 @@ def normalize_input(job: Job, source: Input, out: BinaryIO, err: BinaryIO, worke
 
     if workers <= 1:
         if isinstance(source, Lines) and source.fd is not None:
-            items: Iterable[Any] = _pread_lines(source.fd, source.start, source.size)
+            items: Iterable[Any] = _without_bom(_pread_lines(source.fd, source.start, source.size))
         elif isinstance(source, Lines):
-            items = source.stream or ()
+            items = _without_bom(source.stream or ())
         else:
             items = source.items
         return normalize_items(job, items, isinstance(source, Lines) or source.lines, out, write_rejection)
