@@ -6,8 +6,12 @@ answers with the last batch's base offset + 1 whenever a batch holds more than o
 so recovery stops early and table state is silently lost after a restart (STACK notes).
 This driver answers the same question from a fetch: it seeks just before what ListOffsets
 says (the last batch's first record), fetches once, and reads the high watermark the fetch
-response carries, which is right on every broker. Everything else is Faust's own aiokafka
-driver, unchanged.
+response carries, which is right on every broker.
+
+Its consumer also guards the partitions of the agents' input topics against two ways Faust
+0.15 loses records across a rebalance (README "Engines"): commits are bounded by what the
+agents processed (:func:`limit_commits`), and records reach the agents in offset order
+(:func:`deliver_in_order`). Everything else is Faust's own aiokafka driver, unchanged.
 
 Registered through Faust's own transport registry (the ``faust.transports`` entry point in
 ``pyproject.toml``), so ``broker="plugstream://host:9092"`` selects it; no Faust internals
@@ -32,8 +36,6 @@ log = logging.getLogger(__name__)
 #: ``limit(topic, partition, offset)`` → the offset that may be committed (``None``: none yet)
 CommitLimit = Callable[[str, int, int], int | None]
 _COMMIT_LIMITS: weakref.WeakKeyDictionary[Any, CommitLimit] = weakref.WeakKeyDictionary()
-
-
 _IN_ORDER_TOPICS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
