@@ -311,7 +311,14 @@ class GlobalView:
         """Every EVSE as :meth:`current` gives it; computed once per view version."""
         key = (self.version, self.stream_time)
         if self._items_key != key:
-            self._items = [self.current(evse) for evse in self.evses.values()]
+            # :meth:`current` inlined, the stream time formatted once: while the pipeline is
+            # busy every query sees a new version, so this runs per request over every EVSE
+            seen, stream_time, staleness = self.seen_ms, self.stream_time, self.staleness_ms
+            text = self.stream_time_text()
+            self._items = [
+                {**evse, "stale": is_stale(seen.get(evse["evseUid"]), stream_time, staleness), "streamTime": text}
+                for evse in self.evses.values()
+            ]
             self._items_key = key
         return self._items
 
