@@ -98,9 +98,7 @@ class Job:
 class Tally:
     """The ``--stats`` summary of a slice (or of the whole input)."""
 
-    counts: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("documents", "records", "rejected", "skipped"), 0)
-    )
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TALLY_COUNTS, 0))
     warnings: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Tally) -> None:
@@ -112,10 +110,12 @@ class Tally:
 
 @dataclass(frozen=True)
 class Documents:
-    """Documents in memory: parsed already, or (``lines``) raw JSON Lines still to decode."""
+    """Documents in memory: parsed already, or (``lines``) raw JSON Lines still to decode;
+    ``size`` is the input's length in bytes."""
 
     items: Sequence[Any]
     lines: bool
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,17 +140,17 @@ def split_documents(raw: bytes, max_bytes: int) -> Documents:
     it is one OCPP-J frame); otherwise it is read as JSON Lines, each line a document that
     may be rejected alone.
     """
-    stripped = raw.lstrip(_BOM).strip()
+    stripped, size = raw.lstrip(_BOM).strip(), len(raw)
     if not stripped:
-        return Documents([], False)
+        return Documents([], False, size)
     try:
         whole = orjson.loads(stripped)
     except orjson.JSONDecodeError:
         pass
     else:
         if isinstance(whole, list) and not (whole and whole[0].__class__ is int):
-            return Documents(whole, False)
-        return Documents([whole], False)  # one document (an OCPP-J frame [2, id, action, payload] is one too)
+            return Documents(whole, False, size)
+        return Documents([whole], False, size)  # one document (an OCPP-J frame [2, id, action, payload] is one too)
     lines = [line for line in stripped.split(b"\n") if line.strip()]
     first = lines[0].strip()
     if (len(lines) > 1 and first in (b"{", b"[")) or first.endswith((b"{", b"[", b",")):
@@ -158,8 +158,8 @@ def split_documents(raw: bytes, max_bytes: int) -> Documents:
         try:
             decode_payload(stripped, max_bytes=max(len(stripped), max_bytes))
         except Rejection as rejection:
-            return Documents([rejection], False)
-    return Documents(lines, True)
+            return Documents([rejection], False, size)
+    return Documents(lines, True, size)
 
 
 def _parses(line: bytes) -> bool:
@@ -177,12 +177,13 @@ def read_input(file: BinaryIO, max_bytes: int) -> Input:
     :func:`split_documents`, exactly as before streaming existed."""
     try:
         fd = file.fileno()
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        status = os.fstat(fd)
+        regular = stat.S_ISREG(status.st_mode)
         start = file.tell()
     except (AttributeError, OSError, ValueError):
         regular = False
     if regular:
-        size = os.fstat(fd).st_size
+        size = status.st_size
         lines = _pread_lines(fd, start, size)
         first = next((line for line in lines if line.strip()), None)
         if (
@@ -260,6 +261,16 @@ def _line_start_from(fd: int, offset: int, start: int) -> int:
 RejectionSink = Callable[[int, dict[str, str]], None]
 
 
+def rejections_to(stream: BinaryIO, base: int = 0) -> RejectionSink:
+    """A sink writing each rejection as a JSON line, its ``index`` shifted by ``base`` (the
+    documents before the slice)."""
+
+    def write(index: int, rejection: dict[str, str]) -> None:
+        write_jsonl(stream, {"index": base + index, **rejection})
+
+    return write
+
+
 def normalize_items(job: Job, items: Iterable[Any], lines: bool, out: BinaryIO, rejected: RejectionSink) -> Tally:
     """Normalize documents (raw lines when ``lines``, blank ones skipped): records to ``out``;
     each rejection to ``rejected(index, rejection)``, ``index`` counting from 0 here."""
@@ -320,14 +331,6 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def input_size(source: Input) -> int:
-    if isinstance(source, Lines):
-        return source.size - source.start if source.fd is not None else 0
-    if source.lines:
-        return sum(len(line) for line in source.items)
-    return 0
-
-
 def worker_count(requested: int | None, source: Input, size: int | None = None) -> int:
     """How many processes: ``requested`` (``--workers``), else one per CPU (at most 8) for an
     input of :data:`PARALLEL_MIN_BYTES` or more (and :data:`PARALLEL_MIN_DOCUMENTS` when it is
@@ -336,7 +339,8 @@ def worker_count(requested: int | None, source: Input, size: int | None = None) 
         return 1
     if requested is not None:
         return max(1, requested)
-    size = input_size(source) if size is None else size
+    if size is None:
+        size = source.size - source.start if isinstance(source, Lines) else source.size
     if size < PARALLEL_MIN_BYTES:
         return 1
     if isinstance(source, Documents) and len(source.items) < PARALLEL_MIN_DOCUMENTS:
@@ -348,6 +352,8 @@ def slice_bounds(documents: Documents, parts: int) -> list[tuple[int, int]]:
     """``parts`` contiguous index ranges of about equal work (bytes for lines, else counts)."""
     n = len(documents.items)
     parts = max(1, min(parts, n))
+    if n == 0:
+        return [(0, 0)]
     if documents.lines:
         total = sum(len(line) for line in documents.items)
         bounds, start, seen, part = [], 0, 0, 1
@@ -383,19 +389,10 @@ def _slices(source: Input, parts: int) -> list[tuple[Callable[[], Iterable[Any]]
 
 def normalize_input(job: Job, source: Input, out: BinaryIO, err: BinaryIO, workers: int = 1) -> Tally:
     """Every document of ``source``, on ``workers`` processes; output in input order either way."""
-
-    def write_rejection(index: int, rejection: dict[str, str]) -> None:
-        write_jsonl(err, {"index": index, **rejection})
-
-    if workers <= 1:
-        if isinstance(source, Lines) and source.fd is not None:
-            items: Iterable[Any] = _without_bom(_pread_lines(source.fd, source.start, source.size))
-        elif isinstance(source, Lines):
-            items = _without_bom(source.stream or ())
-        else:
-            items = source.items
-        return normalize_items(job, items, isinstance(source, Lines) or source.lines, out, write_rejection)
     slices = _slices(source, workers)
+    if len(slices) == 1:
+        items, lines = slices[0]
+        return normalize_items(job, items(), lines, out, rejections_to(err))
     gc.freeze()  # what is parsed already is shared with the children copy-on-write: keep GC off it
     try:
         return _normalize_forked(job, slices, out, err)
@@ -426,11 +423,7 @@ class _ChildSlice:
                 open(self.records.fileno(), "wb", closefd=False) as records,
                 open(self.rejections.fileno(), "wb", closefd=False) as rejections,
             ):
-
-                def rejected(index: int, rejection: dict[str, str]) -> None:
-                    write_jsonl(rejections, {"index": index, **rejection})
-
-                tally = normalize_items(job, self.items(), self.lines, records, rejected)
+                tally = normalize_items(job, self.items(), self.lines, records, rejections_to(rejections))
             os.write(pipe, orjson.dumps({"counts": tally.counts, "warnings": tally.warnings}))
             status = 0
         finally:
@@ -466,14 +459,12 @@ def _normalize_forked(
     children = [_ChildSlice(job, items, lines) for items, lines in slices[1:]]
     try:
         items, lines = slices[0]
-        total = normalize_items(job, items(), lines, out, lambda i, r: write_jsonl(err, {"index": i, **r}))
+        total = normalize_items(job, items(), lines, out, rejections_to(err))
         for child in children:
             base = total.counts["documents"]
             tally = child.result()
             if tally is None:  # redo what the child lost
-                tally = normalize_items(
-                    job, child.items(), child.lines, out, lambda i, r, b=base: write_jsonl(err, {"index": b + i, **r})
-                )
+                tally = normalize_items(job, child.items(), child.lines, out, rejections_to(err, base))
             else:
                 child.copy_out(out, err, base)
             total.add(tally)

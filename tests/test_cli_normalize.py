@@ -208,5 +208,7 @@ def test_big_inputs_use_every_cpu_small_ones_one_process() -> None:
     big = batch.Documents([b"{}"] * 5000, True)
     assert batch.worker_count(None, big, 2 << 20) == min(batch.available_cpus(), 8)
     assert batch.worker_count(None, batch.Lines(stream=iter([b"{}"]))) == 1  # stdin from a pipe
+    array = batch.split_documents(b"[" + b",".join([b'{"id": "' + b"x" * 300 + b'"}'] * 4000) + b"]", 1 << 20)
+    assert array.size > 1 << 20 and batch.worker_count(None, array) == min(batch.available_cpus(), 8)
     bounds = batch.slice_bounds(big, 3)
     assert bounds[0][0] == 0 and bounds[-1][1] == 5000 and all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
