@@ -61,8 +61,8 @@ class RecordWriter:
             text = self._times[moment] = rfc3339(moment)
         return text
 
-    def write(self, record: Any) -> None:
-        fields = record.__dict__.copy()
+    def write(self, fields: dict[str, Any]) -> None:
+        """Write one record's field dict (the command's own: its two times are replaced by text)."""
         fields["eventTime"] = self._time(fields["eventTime"])
         fields["recordTime"] = self._time(fields["recordTime"])
         self._lines.append(orjson.dumps(fields))
@@ -271,6 +271,12 @@ def rejections_to(stream: BinaryIO, base: int = 0) -> RejectionSink:
     return write
 
 
+def _fields(values: dict[str, Any]) -> dict[str, Any]:
+    """The command writes each record's field dict as it is: no pydantic model in between
+    (nor its import, see ``streams/vocabulary.py``)."""
+    return values
+
+
 def normalize_items(job: Job, items: Iterable[Any], lines: bool, out: BinaryIO, rejected: RejectionSink) -> Tally:
     """Normalize documents (raw lines when ``lines``, blank ones skipped): records to ``out``;
     each rejection to ``rejected(index, rejection)``, ``index`` counting from 0 here."""
@@ -301,6 +307,7 @@ def normalize_items(job: Job, items: Iterable[Any], lines: bool, out: BinaryIO, 
             key=job.key,
             headers=job.headers,
             max_connectors=job.max_connectors,
+            build_record=_fields,
         )
         if rejection is None:
             try:

@@ -39,7 +39,6 @@ from aiokafka.structs import OffsetAndMetadata
 
 from . import avro, kafka
 from .adapters import NormalizeContext, Rejection, normalize_bytes
-from .adapters.base import construct_status
 from .avro import schema_headers
 from .config import Settings
 from .core import (
@@ -53,7 +52,7 @@ from .core import (
     partition_key,
 )
 from .kafka import Kafka
-from .models import Scope, Source
+from .models import Scope, Source, construct_status
 from .standby import StandbyPlan, StandbyTailer, standby_assignor
 from .store import MemoryStore, PartitionStore, StoreFactory
 from .timeparse import from_millis

@@ -37,13 +37,12 @@ from typing import Any, ClassVar
 import orjson
 
 from . import avro
-from .adapters.base import construct_status
 from .config import Settings
 from .core import COUNTERS, EvseState, apply_record, availability, charge_point_evse, new_evse
 from .engine import Normalizer, change_record, dead_letter, policy_for, status_partition
 from .faust_transport import deliver_in_order, limit_commits
 from .kafka import Kafka, as_kafka
-from .models import Scope
+from .models import Scope, construct_status
 from .store import parse_store_url
 from .topics import (
     CONNECTOR_CHANGES,

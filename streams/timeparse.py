@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .models import EventTimeIssue, EventTimeSource
+from .vocabulary import EventTimeIssue, EventTimeSource
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TRUST_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)

@@ -14,7 +14,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from . import kafka
 from .kafka import Kafka
-from .models import Source
+from .vocabulary import Source
 
 RAW_TOPICS = {source.value: f"raw.{source.value}" for source in Source}
 CONNECTOR_STATUS = "connector-status"

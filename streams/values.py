@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from .models import ConnectorFormat, ConnectorStandard, PowerType
+from .vocabulary import ConnectorFormat, ConnectorStandard, PowerType
 
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]+")
 

@@ -91,7 +91,7 @@ def test_fast_writer_output_is_exactly_the_avro_json_form() -> None:
         writer = RecordWriter(buffer)
         records = list(outcome.records.values())
         for record in records:
-            writer.write(record)
+            writer.write(dict(record.__dict__))  # the writer takes (and rewrites) a field dict
         writer.flush()
         lines = [orjson.loads(line) for line in buffer.getvalue().splitlines()]
         assert lines == [to_jsonable(record.__dict__) for record in records]
@@ -212,3 +212,25 @@ def test_big_inputs_use_every_cpu_small_ones_one_process() -> None:
     assert array.size > 1 << 20 and batch.worker_count(None, array) == min(batch.available_cpus(), 8)
     bounds = batch.slice_bounds(big, 3)
     assert bounds[0][0] == 0 and bounds[-1][1] == 5000 and all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+
+
+def test_normalize_command_starts_without_pydantic(tmp_path) -> None:
+    """``plugstream normalize`` writes plain field dicts: importing pydantic would add about
+    0.1 s to every run (issue 13's whole-process figure), so it must not happen."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "one.json"
+    path.write_bytes((FIXTURES / "ocpi_location_messy.json").read_bytes())
+    program = (
+        "import sys\n"
+        "from streams.cli import main\n"
+        "try:\n"
+        "    main(['normalize', '--source', 'ocpi', sys.argv[1]])\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0, done.code\n"
+        "print('pydantic' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, check=True)
+    assert done.stdout.count(b"\n") > 3
+    assert done.stderr.splitlines()[-1] == b"False"

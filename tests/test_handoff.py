@@ -11,9 +11,9 @@ import pytest
 
 from streams import avro
 from streams.adapters import NormalizeContext, Rejection, normalize_document
-from streams.adapters.base import construct_status
 from streams.core import EvseState, Policy, apply_record, availability, new_evse
 from streams.engine import Handoff, change_record
+from streams.models import construct_status
 from streams.simulate import make_log
 from streams.timeparse import from_millis
 

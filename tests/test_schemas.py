@@ -78,7 +78,7 @@ def test_schema_is_usable_by_a_plain_consumer() -> None:
 def test_construct_status_is_model_construct_without_the_cost() -> None:
     """The adapters' record constructor fills pydantic's slots directly; the result must be
     indistinguishable from ``model_construct`` (and validate to the same record)."""
-    from streams.adapters.base import construct_status
+    from streams.models import construct_status
 
     for record in run_fixture("ocpi", "ocpi_location_messy.json").records.values():
         values = dict(record.__dict__)
@@ -89,3 +89,15 @@ def test_construct_status_is_model_construct_without_the_cost() -> None:
         assert (built.__pydantic_extra__, built.__pydantic_private__) == (None, None)
         assert built.model_dump() == reference.model_dump()
         assert ConnectorStatus.model_validate(built.model_dump()) == ConnectorStatus.model_validate(values)
+
+
+def test_record_field_list_and_vocabulary_are_the_models() -> None:
+    """The adapters build records from a field list and enums that do not import pydantic
+    (``streams/vocabulary.py``); both must be exactly what the models declare."""
+    from streams import models, vocabulary
+    from streams.adapters.base import CONNECTOR_STATUS_FIELDS
+
+    assert CONNECTOR_STATUS_FIELDS == tuple(ConnectorStatus.model_fields)
+    enums = {name for name in dir(vocabulary) if isinstance(getattr(vocabulary, name), type)}
+    enums.discard("StrEnum")
+    assert enums and all(getattr(models, name) is getattr(vocabulary, name) for name in enums)

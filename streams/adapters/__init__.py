@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..models import Source
+from ..vocabulary import Source
 from .base import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     NormalizeContext,

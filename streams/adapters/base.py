@@ -13,15 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import orjson
-from pydantic import BaseModel
 
-from ..models import (
+from ..timeparse import resolve_event_time
+from ..values import Warnings, power_class
+from ..vocabulary import (
     ConnectorFormat,
     ConnectorStandard,
-    ConnectorStatus,
     EventTimeIssue,
     EventTimeSource,
     PowerType,
@@ -29,8 +29,9 @@ from ..models import (
     Source,
     Status,
 )
-from ..timeparse import resolve_event_time
-from ..values import Warnings, power_class
+
+if TYPE_CHECKING:
+    from ..models import ConnectorStatus
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
 #: Records one document may expand to (``PLUGSTREAM_MAX_CONNECTORS_PER_DOCUMENT``).
@@ -141,6 +142,17 @@ def clean_id(value: Any, what: str) -> str | None:
 _FIVE_MINUTES = timedelta(minutes=5)
 #: (event time, where it came from, why the source's own time was not used)
 ResolvedTime = tuple[datetime, EventTimeSource, EventTimeIssue | None]
+#: Turns one record's field dict (every field of :data:`CONNECTOR_STATUS_FIELDS`) into the
+#: record the adapters return.
+RecordBuilder = Callable[[dict[str, Any]], Any]
+
+
+def status_records() -> RecordBuilder:
+    """The default builder: pydantic ``ConnectorStatus`` records, the models imported on
+    first use (``plugstream normalize`` builds plain field dicts and never needs them)."""
+    from ..models import construct_status
+
+    return construct_status
 
 
 class NormalizeContext:
@@ -148,10 +160,12 @@ class NormalizeContext:
 
     Also memoizes event-time resolution for the document: its connectors usually carry the
     same few times, and the answer depends only on the candidates and the record time.
+    ``build_record`` makes each record from its field dict (default: ``ConnectorStatus``).
     """
 
     __slots__ = (
         "_times",
+        "build_record",
         "headers",
         "key",
         "max_connectors",
@@ -171,6 +185,7 @@ class NormalizeContext:
         key: bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
         max_connectors: int = DEFAULT_MAX_CONNECTORS,
+        build_record: RecordBuilder | None = None,
     ) -> None:
         self.record_time = record_time
         self.max_skew = max_skew
@@ -183,6 +198,7 @@ class NormalizeContext:
         self.headers = headers
         self.max_connectors = max_connectors
         self.produced = 0  # records built for this document so far (the budget's counter)
+        self.build_record = status_records() if build_record is None else build_record
 
     def header(self, name: str) -> str | None:
         """The text of the record header ``name`` (case-insensitive), or ``None``."""
@@ -247,7 +263,10 @@ class NormalizeContext:
 
 
 class NormalizeResult:
-    """What one document gave: canonical records, partial rejections, skip counts."""
+    """What one document gave: canonical records, partial rejections, skip counts.
+
+    The records are ``ConnectorStatus`` models unless the context's ``build_record`` made
+    something else of their field dicts."""
 
     __slots__ = ("records", "rejections", "skipped")
 
@@ -366,17 +385,43 @@ class Attributes:
         }
 
 
-#: Every ConnectorStatus field in schema order; records are copies of it filled in, so they
-#: keep one key order whatever the adapter.
-_RECORD_TEMPLATE: dict[str, Any] = dict.fromkeys(ConnectorStatus.model_fields)
-_ALL_FIELDS = set(ConnectorStatus.model_fields)
-#: pydantic's BaseModel keeps its instance state in four slots; construct_status fills them
-#: through the slot descriptors directly (a third cheaper than ``object.__setattr__``).
-_SLOTS = {name: BaseModel.__dict__[name].__set__ for name in BaseModel.__slots__}
-_set_dict = _SLOTS["__dict__"]
-_set_fields_set = _SLOTS["__pydantic_fields_set__"]
-_set_extra = _SLOTS["__pydantic_extra__"]
-_set_private = _SLOTS["__pydantic_private__"]
+#: Every ConnectorStatus field in schema order (``tests/test_schemas.py`` pins it to the model
+#: and the schema); records are copies of it filled in, so they keep one key order whatever
+#: the adapter.
+CONNECTOR_STATUS_FIELDS = (
+    "source",
+    "connectorUid",
+    "evseUid",
+    "scope",
+    "connectorId",
+    "locationId",
+    "evseDisplayId",
+    "status",
+    "rawStatus",
+    "live",
+    "standard",
+    "format",
+    "powerType",
+    "maxPowerKw",
+    "voltage",
+    "amperage",
+    "powerClass",
+    "eventTime",
+    "eventTimeSource",
+    "eventTimeIssue",
+    "recordTime",
+    "latitude",
+    "longitude",
+    "locationName",
+    "operatorName",
+    "city",
+    "countryCode",
+    "reliability",
+    "uptime",
+    "privilegeStatus",
+    "snapshotConnectorUids",
+)
+_RECORD_TEMPLATE: dict[str, Any] = dict.fromkeys(CONNECTOR_STATUS_FIELDS)
 
 
 class EvseRecords:
@@ -388,7 +433,7 @@ class EvseRecords:
     context's memo, since the connectors of one document usually carry the same times.
     """
 
-    __slots__ = ("_base", "_ctx", "_listed", "evse_uid", "records")
+    __slots__ = ("_base", "_build", "_ctx", "_first", "_listed", "evse_uid", "records")
 
     def __init__(
         self,
@@ -428,6 +473,8 @@ class EvseRecords:
         }
         self._base = base
         self._ctx = ctx
+        self._build = ctx.build_record
+        self._first: dict[str, Any] | None = None  # the first record's fields (see mark_snapshot)
         self.evse_uid = evse_uid
         self.records: list[ConnectorStatus] = []
         self._listed: list[str] = []  # connector uids of CONNECTOR-scope records
@@ -442,8 +489,8 @@ class EvseRecords:
         attributes: Attributes,
         time_candidates: tuple[Any, ...],
         scope: Scope = Scope.CONNECTOR,
-    ) -> ConnectorStatus:
-        """One connector's record (appended to :attr:`records` and returned)."""
+    ) -> None:
+        """One connector's record (appended to :attr:`records`)."""
         self._ctx.spend()
         values = self._base.copy()
         values.update(attributes.record_fields)
@@ -457,9 +504,9 @@ class EvseRecords:
             self._listed.append(connector_uid)
         else:
             values["scope"] = scope
-        record = construct_status(values)
-        self.records.append(record)
-        return record
+        if self._first is None:
+            self._first = values
+        self.records.append(self._build(values))
 
     def mark_snapshot(self) -> None:
         """Stamp the snapshot's first record with the full list of connectors it listed.
@@ -468,24 +515,10 @@ class EvseRecords:
         list as REMOVED at that record's event time (DESIGN §4). Only the first record carries
         the list: every record of the snapshot carrying it made a document's size quadratic in
         its connectors (1,000 connectors → a million list entries to encode and decode).
+        A snapshot listing no connector gets an empty list on its EVSE-scope record.
         """
-        if self.records:
-            self.records[0].__dict__["snapshotConnectorUids"] = sorted(set(self._listed))
-
-
-def construct_status(values: dict[str, Any]) -> ConnectorStatus:
-    """Build a record from already-coerced values without validation.
-
-    Equivalent to ``ConnectorStatus.model_construct(**values)`` when ``values`` holds every
-    field (:class:`EvseRecords` guarantees it), at a fraction of the cost: this runs once per
-    connector on the hot path. Tests validate adapter output with ``model_validate``.
-    """
-    record = ConnectorStatus.__new__(ConnectorStatus)
-    _set_dict(record, values)
-    _set_fields_set(record, _ALL_FIELDS)
-    _set_extra(record, None)
-    _set_private(record, None)
-    return record
+        if self._first is not None:  # the record was built on this very dict (both builders keep it)
+            self._first["snapshotConnectorUids"] = sorted(set(self._listed))
 
 
 class AttributeCache:

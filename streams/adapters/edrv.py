@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..models import ConnectorFormat, ConnectorStandard, Source, Status
 from ..values import (
     MAX_POWER_KW,
     Warnings,
@@ -32,6 +31,7 @@ from ..values import (
     standard_from_text,
     to_float,
 )
+from ..vocabulary import ConnectorFormat, ConnectorStandard, Source, Status
 from . import ocpp
 from .base import (
     AttributeCache,

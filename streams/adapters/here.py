@@ -26,7 +26,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..models import ConnectorFormat, ConnectorStandard, PowerType, Source, Status
 from ..values import (
     MAX_AMPERAGE,
     MAX_POWER_KW,
@@ -40,6 +39,7 @@ from ..values import (
     to_float,
     to_int_in,
 )
+from ..vocabulary import ConnectorFormat, ConnectorStandard, PowerType, Source, Status
 from .base import (
     AttributeCache,
     Attributes,

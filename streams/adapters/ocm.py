@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..models import ConnectorFormat, ConnectorStandard, PowerType, Source, Status
 from ..values import (
     MAX_AMPERAGE,
     MAX_POWER_KW,
@@ -32,6 +31,7 @@ from ..values import (
     to_float,
     to_int_in,
 )
+from ..vocabulary import ConnectorFormat, ConnectorStandard, PowerType, Source, Status
 from .base import (
     AttributeCache,
     Attributes,

@@ -37,7 +37,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from ..models import PowerType, Scope, Source, Status
 from ..values import (
     MAX_AMPERAGE,
     MAX_POWER_KW,
@@ -53,6 +52,7 @@ from ..values import (
     to_float,
     to_int_in,
 )
+from ..vocabulary import PowerType, Scope, Source, Status
 from .base import (
     EMPTY_OBJECT,
     AttributeCache,
@@ -442,10 +442,10 @@ class OcpiAdapter:
             if evse_status is None:
                 raise Rejection("missing_status", f"EVSE {uid!r} has no status")
             status, shown = apply_flags(evse_status, raw_status.strip(), evse_flags)
-            record = out.add(f"{evse_uid}#*", None, status, shown, True, _NO_ATTRIBUTES, (evse_time,), Scope.EVSE)
+            out.add(f"{evse_uid}#*", None, status, shown, True, _NO_ATTRIBUTES, (evse_time,), Scope.EVSE)
             if connectors is not None:  # a full snapshot that lists no connector
-                record.__dict__["snapshotConnectorUids"] = []
-            result.records.append(record)
+                out.mark_snapshot()
+            result.records.extend(out.records)
             return
 
         complete = True

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..models import ConnectorFormat, ConnectorStandard, Scope, Source, Status
 from ..values import norm_key
+from ..vocabulary import ConnectorFormat, ConnectorStandard, Scope, Source, Status
 from .base import (
     Attributes,
     EvseRecords,
