@@ -14,6 +14,7 @@ by the parent. Where ``os.fork`` does not exist (Windows), the input is small or
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import shutil
@@ -447,8 +448,7 @@ class _ChildSlice:
         return Tally(head["counts"], head["warnings"])
 
     def copy_out(self, out: BinaryIO, err: BinaryIO, base: int) -> None:
-        self.records.seek(0)
-        shutil.copyfileobj(self.records, out, READ_CHUNK)  # type: ignore[misc]
+        _copy_file(self.records, out)
         self.rejections.seek(0)
         for line in self.rejections:
             rejection = orjson.loads(line)
@@ -458,6 +458,32 @@ class _ChildSlice:
     def close(self) -> None:
         self.records.close()
         self.rejections.close()
+
+
+def _copy_file(source: BinaryIO, out: BinaryIO) -> None:
+    """All of ``source`` appended to ``out``: in the kernel (``os.sendfile``) when ``out`` is
+    a real file or pipe, the rest through Python (a ``BytesIO`` in tests, or a target
+    ``sendfile`` refuses)."""
+    source.flush()
+    offset = 0
+    target = _fileno(out)
+    if target is not None and hasattr(os, "sendfile"):
+        out.flush()
+        size = os.fstat(source.fileno()).st_size
+        with contextlib.suppress(OSError):  # what failed is retried below, from where it stopped
+            while offset < size and (sent := os.sendfile(target, source.fileno(), offset, size - offset)):
+                offset += sent
+        if offset == size:
+            return
+    source.seek(offset)
+    shutil.copyfileobj(source, out, READ_CHUNK)  # type: ignore[misc]
+
+
+def _fileno(stream: BinaryIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _normalize_forked(

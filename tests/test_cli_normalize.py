@@ -174,6 +174,27 @@ def test_several_processes_write_what_one_writes(tmp_path) -> None:
     assert _normalize_raw(array, "--workers", "3", path=file) == _normalize_raw(array, "--workers", "1")
 
 
+def test_several_processes_to_a_real_file_and_a_pipe(tmp_path) -> None:
+    """The children's output reaches a real stdout (a file, a pipe) through the kernel
+    (``os.sendfile``), after what the parent wrote and in order: the bytes one process writes."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(_locations(700))
+    command = [sys.executable, "-m", "streams.cli", "normalize", "-s", "ocpi", "--record-time", "2026-03-02T00:00:00Z"]
+    one = subprocess.run([*command, "--workers", "1", str(source)], capture_output=True, check=True)
+    assert one.stdout.count(b"\n") > 1500
+    piped = subprocess.run([*command, "--workers", "3", str(source)], capture_output=True, check=True)
+    assert (piped.stdout, piped.stderr) == (one.stdout, one.stderr)
+    target = tmp_path / "out.jsonl"
+    with target.open("wb") as out:
+        out.write(b"kept\n")  # the shell's ``>>``: what is there already stays first
+        out.flush()
+        subprocess.run([*command, "--workers", "3", str(source)], stdout=out, check=True, capture_output=False)
+    assert target.read_bytes() == b"kept\n" + one.stdout
+
+
 def test_a_failed_worker_process_loses_nothing(monkeypatch, tmp_path) -> None:
     """A child that dies before finishing its slice has the slice redone by the parent."""
     import io

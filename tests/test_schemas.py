@@ -97,7 +97,7 @@ def test_record_field_list_and_vocabulary_are_the_models() -> None:
     from streams import models, vocabulary
     from streams.adapters.base import CONNECTOR_STATUS_FIELDS
 
-    assert CONNECTOR_STATUS_FIELDS == tuple(ConnectorStatus.model_fields)
+    assert tuple(ConnectorStatus.model_fields) == CONNECTOR_STATUS_FIELDS
     enums = {name for name in dir(vocabulary) if isinstance(getattr(vocabulary, name), type)}
     enums.discard("StrEnum")
     assert enums and all(getattr(models, name) is getattr(vocabulary, name) for name in enums)
