@@ -15,10 +15,13 @@ Both report canonical connectors per second (per chunk of the feed, the quickest
 plugstream ≥ 50% of the baseline rate.
 
 ``--cli`` times whole processes as a user runs them instead: ``plugstream normalize --source
-ocpi FILE > /dev/null`` against ``python -c <stdlib json.loads of every line + touch every
+ocpi FILE > out.jsonl`` against ``python -c <stdlib json.loads of every line + touch every
 connector field>`` on the same OCPI Locations file (JSON Lines, one Location of 1–4 EVSEs per
-line), interpreter start-up and imports included. The two commands alternate; each figure is
-the quickest of ``--repeat`` runs (wall time, the machine's noise only ever adds).
+line), interpreter start-up and imports included. The commands alternate; each figure is the
+quickest of ``--repeat`` runs (wall time, the machine's noise only ever adds). The target row
+writes the records to a file, as ``> out.jsonl`` does; the row after it writes them to a pipe
+the bench itself drains (the draining Python competes for the same CPUs, so it is shown, not
+judged).
 """
 
 from __future__ import annotations
@@ -313,10 +316,17 @@ def _plugstream_command() -> list[str]:
     return [sys.executable, "-m", "streams.cli"]
 
 
-def _run(command: list[str]) -> tuple[float, bytes]:
+def _run(command: list[str], output: Path | None = None) -> tuple[float, bytes]:
+    """Wall time of ``command`` and its stdout: written to ``output`` (a file), else read
+    from a pipe."""
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, check=True)
-    return time.perf_counter() - start, done.stdout
+    if output is None:
+        done = subprocess.run(command, capture_output=True, check=True)
+        return time.perf_counter() - start, done.stdout
+    with output.open("wb") as out:
+        subprocess.run(command, stdout=out, check=True)
+    took = time.perf_counter() - start
+    return took, output.read_bytes()
 
 
 def cli_bench(connectors: int, repeat: int) -> None:
@@ -334,22 +344,29 @@ def cli_bench(connectors: int, repeat: int) -> None:
             "--record-time",
             "2026-03-02T00:00:00Z",
         ]
-        _, out = _run(ours_cmd)  # warm the page cache and check the output
-        lines = out.count(b"\n")
-        assert lines == total, (lines, total)
-        best = {"baseline": float("inf"), "plugstream": float("inf")}
+        output = Path(tmp) / "out.jsonl"
+        _, expected = _run(ours_cmd)  # warm the page cache and check the output
+        assert expected.count(b"\n") == total, (expected.count(b"\n"), total)
+        best = {"baseline": float("inf"), "file": float("inf"), "pipe": float("inf")}
         for _ in range(repeat):
             best["baseline"] = min(best["baseline"], _run(baseline_cmd)[0])
-            best["plugstream"] = min(best["plugstream"], _run(ours_cmd)[0])
+            took, written = _run(ours_cmd, output)
+            assert written == expected
+            best["file"] = min(best["file"], took)
+            took, written = _run(ours_cmd)
+            assert written == expected
+            best["pipe"] = min(best["pipe"], took)
         print(f"{total:,} OCPI connectors in {path.name} ({size / 1e6:.1f} MB), whole process, best of {repeat}")
-        print(f"{'command':<44} {'seconds':>8} {'connectors/s':>13}")
+        print(f"{'command':<52} {'seconds':>8} {'connectors/s':>13} {'ratio':>6}")
         for label, name in (
             ("stdlib json.loads + touch every field", "baseline"),
-            ("plugstream normalize --source ocpi FILE", "plugstream"),
+            ("plugstream normalize --source ocpi FILE > out.jsonl", "file"),
+            ("plugstream normalize --source ocpi FILE | (bench)", "pipe"),
         ):
-            print(f"{label:<44} {best[name]:>8.2f} {total / best[name]:>13,.0f}")
-        ratio = best["baseline"] / best["plugstream"]
-        print(f"ratio {ratio:.3f} ({'meets' if ratio >= 0.5 else 'MISSES'} the 0.50 target)")
+            ratio = best["baseline"] / best[name]
+            print(f"{label:<52} {best[name]:>8.2f} {total / best[name]:>13,.0f} {ratio:>6.2f}")
+        ratio = best["baseline"] / best["file"]
+        print(f"ratio {ratio:.3f} ({'meets' if ratio >= 0.5 else 'MISSES'} the 0.50 target; records written to a file)")
 
 
 def main() -> None:
