@@ -409,6 +409,7 @@ class Normalizer:
             key=message.key,
             headers=message.headers,
             max_connectors=self.settings.max_connectors_per_document,
+            build_record=construct_status,
         )
         try:
             result = normalize_bytes(source, message.value or b"", ctx, self.settings.max_payload_bytes)

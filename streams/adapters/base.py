@@ -143,7 +143,8 @@ _FIVE_MINUTES = timedelta(minutes=5)
 #: (event time, where it came from, why the source's own time was not used)
 ResolvedTime = tuple[datetime, EventTimeSource, EventTimeIssue | None]
 #: Turns one record's field dict (every field of :data:`CONNECTOR_STATUS_FIELDS`) into the
-#: record the adapters return.
+#: record the adapters return, keeping that very dict as the record's fields (a snapshot's
+#: first record is stamped through it afterwards, see :meth:`EvseRecords.mark_snapshot`).
 RecordBuilder = Callable[[dict[str, Any]], Any]
 
 
@@ -517,7 +518,7 @@ class EvseRecords:
         its connectors (1,000 connectors → a million list entries to encode and decode).
         A snapshot listing no connector gets an empty list on its EVSE-scope record.
         """
-        if self._first is not None:  # the record was built on this very dict (both builders keep it)
+        if self._first is not None:  # the first record's own fields (RecordBuilder keeps the dict)
             self._first["snapshotConnectorUids"] = sorted(set(self._listed))
 
 
