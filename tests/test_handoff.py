@@ -93,6 +93,33 @@ def test_handoff_gives_back_only_the_exact_bytes_it_was_given() -> None:
     assert handoff.size == 0 and handoff.take(0, 30, b"x") is None
 
 
+async def test_stage_one_holds_back_only_while_stage_two_drains_the_handoff() -> None:
+    """Memory stays bounded on a backlog: stage 1 waits at half the limit until stage 2 has
+    taken the handoff down to a quarter; when nothing is taken it does not wait for ever."""
+    import asyncio
+
+    handoff = Handoff(limit=8)
+    handoff.open(0)
+    handoff.put(0, 0, [(b"%d" % n, n) for n in range(3)])
+    await asyncio.wait_for(handoff.wait_for_room(), 0.05)  # below half: no wait at all
+    assert handoff.waits == 0
+    handoff.put(0, 3, [(b"%d" % n, n) for n in range(3, 6)])  # 6 waiting >= 4
+    waiter = asyncio.create_task(handoff.wait_for_room(patience=5))
+    for offset in range(3):
+        await asyncio.sleep(0.01)
+        assert not waiter.done()  # 6, 5, 4 waiting... stage 1 still holds back
+        assert handoff.take(0, offset, b"%d" % offset) == offset
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # 3 waiting: above a quarter (2)
+    handoff.take(0, 3, b"3")
+    await asyncio.wait_for(waiter, 1)  # 2 waiting: room
+    assert handoff.waits == 1
+    handoff.put(0, 10, [(b"x", 1), (b"y", 2), (b"z", 3)])  # 5 waiting, and nobody takes them
+    started = asyncio.get_running_loop().time()
+    await handoff.wait_for_room(patience=0.05)
+    assert 0.04 <= asyncio.get_running_loop().time() - started < 1 and handoff.size == 5
+
+
 @pytest.mark.parametrize("field", ["scope", "snapshotConnectorUids", "eventTimeIssue"])
 def test_schema_defaults_are_written_for_absent_fields(field: str) -> None:
     """A record dict without a defaulted field encodes like fastavro: the schema default."""
