@@ -49,9 +49,9 @@ class Settings(BaseSettings):
         0, ge=0, description="Changelog partitions each worker keeps warm (rocksdb://) besides the ones it owns"
     )
     fetch_max_bytes: int = Field(
-        1_048_576,
+        262_144,
         ge=65_536,
-        description="Upper bound of one fetch response per consumer (bounds buffered input memory)",
+        description="Upper bound of one fetch response per consumer (bounds buffered input memory; streams/topics.py)",
     )
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)

@@ -176,7 +176,7 @@ def _reported(user_data: bytes | None) -> tuple[set[int], set[int]]:
 class StandbyTailer:
     """Follows the changelog partitions this worker is standby for, into local databases."""
 
-    def __init__(self, bootstrap: str | Kafka, changelog: str, stores: Any, fetch_max_bytes: int = 1_048_576) -> None:
+    def __init__(self, bootstrap: str | Kafka, changelog: str, stores: Any, fetch_max_bytes: int = 262_144) -> None:
         self.bootstrap = bootstrap
         self.fetch_max_bytes = fetch_max_bytes
         self.changelog = changelog

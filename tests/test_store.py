@@ -164,9 +164,9 @@ def test_all_databases_of_a_worker_share_one_memory_budget(tmp_path: Path) -> No
 
 def test_memory_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLUGSTREAM_STORE_MEMORY_MB", "24")
-    monkeypatch.setenv("PLUGSTREAM_FETCH_MAX_BYTES", "262144")
+    monkeypatch.setenv("PLUGSTREAM_FETCH_MAX_BYTES", "524288")
     settings = Settings()
-    assert (settings.store_memory_mb, settings.fetch_max_bytes) == (24, 262144)
+    assert (settings.store_memory_mb, settings.fetch_max_bytes) == (24, 524288)
     monkeypatch.setenv("PLUGSTREAM_STORE_MEMORY_MB", "1")
     with pytest.raises(ValueError, match="store_memory_mb"):
         Settings()
