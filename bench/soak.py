@@ -226,7 +226,7 @@ def main() -> None:
         print(f"rocksdb:// state per connector {per_connector:,.0f} B ({verdict} the <= 1 KB target)")
         if "rocksdb" in small_results:
             marginal = (r["peak"] - small_results["rocksdb"]["peak"]) * 1024 / (connectors - small)
-            print(f"rocksdb:// marginal state per connector {marginal:,.0f} B (diagnostic; the target is the line above)")
+            print(f"rocksdb:// marginal state per connector {marginal:,.0f} B (diagnostic only)")
 
 
 if __name__ == "__main__":
