@@ -40,7 +40,7 @@ from . import avro
 from .config import Settings
 from .core import COUNTERS, EvseState, apply_record, availability, charge_point_evse, new_evse
 from .engine import Normalizer, change_record, dead_letter, policy_for, status_partition
-from .faust_transport import deliver_in_order, limit_commits
+from .faust_transport import ProcessingGaps, Verdict, deliver_in_order, limit_commits
 from .kafka import Kafka, as_kafka
 from .models import Scope, construct_status
 from .store import parse_store_url
@@ -175,8 +175,8 @@ class FaustEngine:
         self.processed: dict[int, int] = {}
         self.positions: dict[tuple[str, int], int] = {}
         self.produced: dict[int, int] = {}
-        #: per agent input partition owned now: the next offset the agent is due to process
-        self.due: dict[tuple[str, int], int] = {}
+        #: per agent input partition owned now: the next offset due, and gaps being refilled
+        self.gaps = ProcessingGaps()
         self.unreadable = 0
         self._cache: dict[str, tuple[EvseState, dict[str, int], int]] = {}
         self._scratch: Path | None = None
@@ -219,7 +219,8 @@ class FaustEngine:
         async def normalize(stream: Any) -> None:
             async for event in stream.events():
                 message = event.message
-                self._check_order(message)
+                if not await self._admit(message):
+                    continue
                 source = message.topic.removeprefix("raw.")
                 timestamp = round(message.timestamp * 1000)
                 wrapped = _Message(message, timestamp)
@@ -241,11 +242,12 @@ class FaustEngine:
                         callback=produced,
                     )
                 self.positions[(message.topic, message.partition)] = message.offset + 1
-                self.due[(message.topic, message.partition)] = message.offset + 1
+                self.gaps.processed((message.topic, message.partition), message.offset)
 
         async def aggregate(stream: Any) -> None:
             async for event in stream.events():
-                self._check_order(event.message)
+                if not await self._admit(event.message):
+                    continue
                 started = time.perf_counter()
                 await self._fold(event, outputs, dlq)
                 for callback in self.on_batch:
@@ -258,27 +260,36 @@ class FaustEngine:
         def commit_limit(topic: str, partition: int, offset: int) -> int | None:
             if topic not in agent_topics:
                 return offset
-            due = self.due.get((topic, partition))
+            due = self.gaps.due.get((topic, partition))
             return None if due is None else min(offset, due)
 
         limit_commits(app, commit_limit)
         deliver_in_order(app, agent_topics)
 
-    def _check_order(self, message: Any) -> None:
-        """An event past the offset due means records of the partition were skipped; the
-        transport's guards (``streams/faust_transport.py``) exist so that this never happens,
-        and the log says so if it does."""
+    async def _admit(self, message: Any) -> bool:
+        """Whether the agent processes ``message`` now: an event past the offset due means
+        Faust dropped records of the partition after delivering them, so the partition is
+        sought back to the offset due and events are skipped until it arrives
+        (:class:`streams.faust_transport.ProcessingGaps`)."""
         slot = (message.topic, message.partition)
-        due = self.due.get(slot)
-        if due is not None and message.offset > due:
+        verdict = self.gaps.verdict(slot, message.offset)
+        if verdict is Verdict.PROCESS:
+            return True
+        if verdict is Verdict.SEEK:
+            due = self.gaps.due[slot]
             log.warning(
-                "%s[%d]: processing offset %d, %d was due (%d records skipped)",
+                "%s[%d]: offset %d reached the agent where %d was due; seeking back to %d",
                 slot[0],
                 slot[1],
                 message.offset,
                 due,
-                message.offset - due,
+                due,
             )
+            try:
+                await self.app.consumer.seek(message.tp, due)
+            except Exception as exc:  # revoked meanwhile: its next owner starts from the commits
+                log.warning("%s[%d]: seek back failed (%s: %s)", slot[0], slot[1], type(exc).__name__, exc)
+        return False
 
     async def _fold(self, event: Any, outputs: dict[str, Any], dlq: Any) -> None:
         message = event.message
@@ -303,7 +314,7 @@ class FaustEngine:
                 headers=avro.schema_headers("DeadLetter"),
             )
             self.processed[partition] = offset
-            self.due[(message.topic, partition)] = offset + 1
+            self.gaps.processed((message.topic, partition), offset)
             return
         if timestamp > self.stream_times.get(partition, -1):
             self.stream_times[partition] = timestamp
@@ -321,7 +332,7 @@ class FaustEngine:
                 meta["k"]["evseScopeUnmatched"] = meta["k"].get("evseScopeUnmatched", 0) + 1
                 self._save_meta(partition, meta, offset)
         self.processed[partition] = offset
-        self.due[(message.topic, partition)] = offset + 1
+        self.gaps.processed((message.topic, partition), offset)
 
     async def _apply(self, uid: str, record: Any, partition: int, offset: int, timestamp: int, outputs: Any) -> bool:
         """Fold ``record`` into EVSE ``uid``; True when the record had nothing to apply to."""
@@ -408,7 +419,7 @@ class FaustEngine:
 
     async def _revoked(self, app: Any, revoked: Any, **_: Any) -> None:
         for tp in revoked:
-            self.due.pop((tp.topic, tp.partition), None)
+            self.gaps.forget((tp.topic, tp.partition))
         self._cache.clear()
         self._rebuild = True
 

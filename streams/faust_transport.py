@@ -23,14 +23,18 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
+from enum import Enum
 from typing import Any
 
 import aiokafka
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 FETCH_TIMEOUT_MS = 2_000
 #: a gap still there after this many seeks back is a hole in the log (retention, compaction)
 SEEK_BACK_TRIES = 3
+#: tries of a seek to the committed offsets that the assignment changing under it cut short
+SEEK_TO_COMMITTED_TRIES = 3
 log = logging.getLogger(__name__)
 
 #: ``limit(topic, partition, offset)`` → the offset that may be committed (``None``: none yet)
@@ -55,6 +59,66 @@ def limit_commits(app: Any, limit: CommitLimit) -> None:
     beyond the agents' own progress, so the seek brings the skipped records back.
     """
     _COMMIT_LIMITS[app] = limit
+
+
+class Verdict(Enum):
+    """What an agent does with the event in front of it (:meth:`ProcessingGaps.verdict`)."""
+
+    PROCESS = "process"
+    SKIP = "skip"  # past a gap being refilled: the seek back brings it again
+    SEEK = "seek"  # past a gap: seek the partition back to the offset due, skip this one
+
+
+class ProcessingGaps:
+    """The agents' own check that every record of an input partition is processed, in order.
+
+    The consumer's guards work on what it *delivers*; Faust's stream can still drop an
+    event after delivery (it skips events while a rebalance runs, or whose consumer
+    generation is stale) and, if no seek follows, the partition goes on past them — records
+    nobody ever processes. So each agent asks here before processing: an event past the
+    offset due opens a gap, the agent seeks the partition back to that offset (its commits
+    are held there by :func:`limit_commits`) and skips events until the one due arrives. The
+    same first event past the gap arriving again means the log really has no records there
+    (a hole: compaction, retention, transaction markers), and the agent goes on.
+
+    Plain bookkeeping with no Faust or Kafka in it, so it is unit-tested directly
+    (``tests/test_faust_gaps.py``); slots are ``(topic, partition)``.
+    """
+
+    def __init__(self) -> None:
+        #: per input partition owned now: the next offset the agent is due to process
+        self.due: dict[tuple[str, int], int] = {}
+        #: per partition with a gap being refilled: (offset due, first offset past it, last seen)
+        self._refilling: dict[tuple[str, int], tuple[int, int, int]] = {}
+
+    def verdict(self, slot: tuple[str, int], offset: int) -> Verdict:
+        due = self.due.get(slot)
+        if due is None or offset <= due:
+            self._refilling.pop(slot, None)
+            return Verdict.PROCESS  # the first event of an assignment, the one due, or a redelivery
+        refill = self._refilling.get(slot)
+        if refill is None or refill[0] != due:
+            self._refilling[slot] = (due, offset, offset)
+            return Verdict.SEEK
+        first, last = refill[1], refill[2]
+        if offset == first:
+            self._refilling.pop(slot, None)
+            log.warning("%s[%d]: no records %d-%d in the log; going on", slot[0], slot[1], due, offset - 1)
+            return Verdict.PROCESS
+        if offset <= last:  # a new pass that did not start at the offset due: seek again
+            self._refilling[slot] = (due, first, offset)
+            return Verdict.SEEK
+        self._refilling[slot] = (due, first, offset)
+        return Verdict.SKIP
+
+    def processed(self, slot: tuple[str, int], offset: int) -> None:
+        """The agent processed ``offset``; a redelivery never moves the offset due back."""
+        self.due[slot] = max(self.due.get(slot, 0), offset + 1)
+
+    def forget(self, slot: tuple[str, int]) -> None:
+        """The partition was revoked: its next owner starts from the commits."""
+        self.due.pop(slot, None)
+        self._refilling.pop(slot, None)
 
 
 class HighwaterConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -136,8 +200,20 @@ class Consumer(faust_aiokafka.Consumer):
         """Seek to the committed offsets — and a partition of a registered topic with none to
         its beginning. Faust leaves such a partition where its fetcher was; after records
         were skipped in a rebalance (never committed, since :func:`limit_commits` holds the
-        commits back) that position is past them, and they would never be processed."""
-        committed = dict(await super().seek_to_committed())
+        commits back) that position is past them, and they would never be processed.
+
+        aiokafka seeks partition by partition and raises when the assignment changes in
+        between, leaving some partitions sought and Faust's read offsets (and the offsets
+        due here) not updated for them; so a seek cut short that way is done again over the
+        assignment as it is now."""
+        for attempt in range(1, SEEK_TO_COMMITTED_TRIES + 1):
+            try:
+                committed = dict(await super().seek_to_committed())
+                break
+            except IllegalStateError as exc:
+                if attempt == SEEK_TO_COMMITTED_TRIES or not self.assignment():
+                    raise
+                log.info("seek to committed offsets cut short by a rebalance (%s); seeking again", exc)
         uncommitted = [tp for tp, offset in committed.items() if self._ordered(tp) and (offset is None or offset < 0)]
         if uncommitted:
             for tp, start in (await self.earliest_offsets(*uncommitted)).items():
