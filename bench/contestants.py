@@ -34,6 +34,7 @@ from streams.adapters import NormalizeContext, Rejection, normalize_bytes
 from streams.config import Settings
 from streams.core import EvseState, apply_record, availability, new_evse, partition_key
 from streams.engine import Batcher, change_record, dead_letter, partition_for, policy_for, producer_for
+from streams.models import construct_status
 from streams.timeparse import from_millis
 from streams.topics import (
     CONNECTOR_CHANGES,
@@ -172,8 +173,6 @@ def quix(bootstrap: str, partitions: int, state_dir: str) -> None:
     sdf = sdf.group_by(lambda record: record["_partitionKey"], name="evse")
 
     def fold(record: dict[str, Any], state: Any) -> list[tuple[str, str, bytes]]:
-        from streams.adapters.base import construct_status
-
         record.pop("_partitionKey")
         uid = record["evseUid"]
         record["eventTime"], record["recordTime"] = from_millis(record["eventTime"]), from_millis(record["recordTime"])
