@@ -159,6 +159,12 @@ class HighwaterConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                         found[ours[tp]] = highwater
                         pending.discard(tp)
             for tp in pending:  # the fetch never answered: ListOffsets is all there is
+                log.warning(
+                    "%s[%d]: no fetch answered for the end offset; using ListOffsets' %d (may be short)",
+                    tp.topic,
+                    tp.partition,
+                    listed[tp],
+                )
                 found[ours[tp]] = listed[tp]
             return found
         finally:

@@ -93,10 +93,26 @@ async def wait_converged(
     bootstrap: str, expected: list[dict], workers: list[subprocess.Popen[bytes]], log: Path, timeout: float = 120
 ) -> None:
     deadline = time.monotonic() + timeout
-    while (await snapshot(bootstrap))["evses"] != expected:
+    while (evses := (await snapshot(bootstrap))["evses"]) != expected:
         assert all(w.poll() is None for w in workers), log.read_text()
-        assert time.monotonic() < deadline, "workers did not converge to the single-worker result"
+        assert time.monotonic() < deadline, (
+            f"workers did not converge to the single-worker result: {differences(expected, evses)}\n"
+            + log.read_text()[-4000:]
+        )
         await asyncio.sleep(0.5)
+
+
+def differences(expected: list[dict], got: list[dict], shown: int = 3) -> str:
+    """Which EVSEs differ, and how: a failed convergence says what went wrong."""
+    want = {e["evseUid"]: e for e in expected}
+    have = {e["evseUid"]: e for e in got}
+    missing, extra = sorted(want.keys() - have.keys()), sorted(have.keys() - want.keys())
+    changed = [uid for uid in sorted(want.keys() & have.keys()) if want[uid] != have[uid]]
+    lines = [f"{len(missing)} missing {missing[:shown]}, {len(extra)} extra {extra[:shown]}, {len(changed)} differ"]
+    for uid in changed[:shown]:
+        fields = {k: (want[uid].get(k), have[uid].get(k)) for k in want[uid].keys() | have[uid].keys()}
+        lines.append(f"  {uid}: " + "; ".join(f"{k}: want {a!r} got {b!r}" for k, (a, b) in fields.items() if a != b))
+    return "\n".join(lines)
 
 
 async def reconcile(bootstrap: str, app_id: str = "plugstream", engine: str = "native") -> tuple[dict[str, int], int]:
