@@ -82,14 +82,15 @@ class ProcessingGaps:
     (a hole: compaction, retention, transaction markers), and the agent goes on.
 
     Plain bookkeeping with no Faust or Kafka in it, so it is unit-tested directly
-    (``tests/test_faust_gaps.py``); slots are ``(topic, partition)``.
+    (``tests/test_faust_transport.py``); slots are ``(topic, partition)``.
     """
 
     def __init__(self) -> None:
         #: per input partition owned now: the next offset the agent is due to process
         self.due: dict[tuple[str, int], int] = {}
-        #: per partition with a gap being refilled: (offset due, first offset past it, last seen)
-        self._refilling: dict[tuple[str, int], tuple[int, int, int]] = {}
+        #: per partition with a gap being refilled (past ``due``, which cannot move meanwhile:
+        #: nothing is processed): (first offset past the gap, last offset seen)
+        self._refilling: dict[tuple[str, int], tuple[int, int]] = {}
 
     def verdict(self, slot: tuple[str, int], offset: int) -> Verdict:
         due = self.due.get(slot)
@@ -97,19 +98,17 @@ class ProcessingGaps:
             self._refilling.pop(slot, None)
             return Verdict.PROCESS  # the first event of an assignment, the one due, or a redelivery
         refill = self._refilling.get(slot)
-        if refill is None or refill[0] != due:
-            self._refilling[slot] = (due, offset, offset)
+        if refill is None:
+            self._refilling[slot] = (offset, offset)
             return Verdict.SEEK
-        first, last = refill[1], refill[2]
+        first, last = refill
         if offset == first:
-            self._refilling.pop(slot, None)
+            del self._refilling[slot]
             log.warning("%s[%d]: no records %d-%d in the log; going on", slot[0], slot[1], due, offset - 1)
             return Verdict.PROCESS
-        if offset <= last:  # a new pass that did not start at the offset due: seek again
-            self._refilling[slot] = (due, first, offset)
-            return Verdict.SEEK
-        self._refilling[slot] = (due, first, offset)
-        return Verdict.SKIP
+        self._refilling[slot] = (first, offset)
+        # a new pass that did not start at the offset due: seek again
+        return Verdict.SEEK if offset <= last else Verdict.SKIP
 
     def processed(self, slot: tuple[str, int], offset: int) -> None:
         """The agent processed ``offset``; a redelivery never moves the offset due back."""
